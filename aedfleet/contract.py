@@ -1,0 +1,440 @@
+"""Wire contract v1: the single source of truth for topics and payloads.
+
+Every component that builds a topic or parses a payload goes through this module;
+edge and server import the same models. The contract is documented in
+``docs/contract.md`` and its JSON Schemas are exported to ``docs/schemas/``.
+
+Topic layout: ``aed/v1/{cabinet_id}/{channel}``.
+
+Errors: everything that goes wrong while decoding raises :class:`ContractError`,
+whose ``reason`` is one of :class:`Reason` so that a consumer can count and park
+bad input by reason.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, TypeAlias
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
+
+SCHEMA_VERSION: Final = 1
+TOPIC_ROOT: Final = "aed"
+TOPIC_PREFIX: Final = f"{TOPIC_ROOT}/v{SCHEMA_VERSION}"
+MAX_PAYLOAD_BYTES: Final = 16 * 1024
+MAX_CABINET_ID_LENGTH: Final = 64
+
+
+class Channel(StrEnum):
+    BIRTH = "birth"
+    STATUS = "status"
+    HEARTBEAT = "heartbeat"
+    EVENT = "event"
+    SELFTEST = "selftest"
+    CONSUMABLES = "consumables"
+    CMD = "cmd"
+    CMD_RESULT = "cmd_result"
+
+
+RETAINED_CHANNELS: Final = frozenset({Channel.BIRTH, Channel.STATUS})
+
+
+class Reason(StrEnum):
+    """Why a topic or payload was rejected; stable strings for metrics and dead letters."""
+
+    BAD_TOPIC = "bad_topic"
+    UNKNOWN_CHANNEL = "unknown_channel"
+    OVERSIZED = "oversized"
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_VERSION = "unknown_version"
+    SCHEMA_VIOLATION = "schema_violation"
+    CABINET_MISMATCH = "cabinet_mismatch"
+
+
+class ContractError(ValueError):
+    """A topic or payload that does not follow the wire contract."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def cabinet_id_problem(cabinet_id: str) -> str | None:
+    """Why ``cabinet_id`` cannot be a topic level, or None when it can."""
+    if not cabinet_id:
+        return "cabinet id is empty"
+    if len(cabinet_id) > MAX_CABINET_ID_LENGTH:
+        return f"cabinet id is longer than {MAX_CABINET_ID_LENGTH} characters"
+    if cabinet_id != cabinet_id.strip():
+        return "cabinet id has leading or trailing white space"
+    for char in cabinet_id:
+        if char in "+#/":
+            return f"cabinet id contains {char!r}, which is reserved in MQTT topics"
+        if unicodedata.category(char).startswith("C"):
+            return f"cabinet id contains the control character U+{ord(char):04X}"
+    if cabinet_id.startswith("$"):
+        return "cabinet id starts with '$', which MQTT reserves for broker topics"
+    return None
+
+
+def _check_cabinet_id(value: str) -> str:
+    problem = cabinet_id_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry an explicit UTC offset")
+    return value.astimezone(UTC)
+
+
+def _format_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _check_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+CabinetId = Annotated[str, AfterValidator(_check_cabinet_id)]
+UtcTimestamp = Annotated[
+    datetime, AfterValidator(_to_utc), PlainSerializer(_format_utc, return_type=str)
+]
+BootId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="uuid4 hex, new every boot")]
+TimeZoneName = Annotated[str, AfterValidator(_check_time_zone)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Envelope(_Frozen):
+    """Fields every cabinet message carries."""
+
+    v: Literal[1] = Field(description="Schema version of the wire contract")
+    cabinet_id: CabinetId
+    boot_id: BootId
+    seq: int = Field(
+        ge=1,
+        le=2**53,
+        description=(
+            "Per-boot sequence number of the sequenced stream (every channel but status), "
+            "starting at 1; for status it numbers the connections of this boot"
+        ),
+    )
+    ts: UtcTimestamp = Field(description="Device time, UTC, ISO 8601 with 'Z'")
+
+
+class SelftestPeriod(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+class SelftestSchedule(_Frozen):
+    period: SelftestPeriod
+    at_local: time = Field(description="Local wall-clock time the AED runs its self-test")
+    weekday: int | None = Field(
+        default=None, ge=0, le=6, description="Weekly tests: 0 = Monday … 6 = Sunday"
+    )
+    day_of_month: int | None = Field(default=None, ge=1, le=28, description="Monthly tests")
+
+
+class Birth(Envelope):
+    """Retained description of the cabinet, published once per boot."""
+
+    hardware_version: ShortText
+    firmware_version: ShortText
+    aed_model: ShortText
+    aed_serial: ShortText
+    heartbeat_interval_s: int = Field(ge=1, le=86_400)
+    selftest_schedule: SelftestSchedule
+    time_zone: TimeZoneName
+
+
+class ConnectionState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class Status(Envelope):
+    """Retained connection state; ``offline`` is the MQTT last will.
+
+    A consumer applies ``offline`` only when its (boot_id, seq) equals the one of the
+    ``online`` it holds, so a late last will of an old connection cannot mark a live
+    cabinet offline (the Sparkplug bdSeq rule).
+    """
+
+    state: ConnectionState
+
+
+class DoorState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class PowerSource(StrEnum):
+    MAINS = "mains"
+    BACKUP = "backup"
+
+
+class Heartbeat(Envelope):
+    aed_ready: bool = Field(description="The AED's own ready indicator")
+    battery_pct: Percent
+    temperature_c: float = Field(ge=-80, le=100)
+    humidity_pct: Percent
+    door: DoorState
+    aed_present: bool
+    power: PowerSource
+    heater_on: bool
+    rssi_dbm: int = Field(ge=-150, le=0)
+    outbox_pending: int = Field(ge=0, description="Messages waiting in the on-disk queue")
+    outbox_shed: int = Field(
+        ge=0, description="Messages this cabinet has shed from a full queue since install"
+    )
+
+
+class EventType(StrEnum):
+    DOOR_OPENED = "door_opened"
+    DOOR_CLOSED = "door_closed"
+    AED_REMOVED = "aed_removed"
+    AED_RETURNED = "aed_returned"
+    TAMPER = "tamper"
+    POWER_LOST = "power_lost"
+    POWER_RESTORED = "power_restored"
+
+
+class Event(Envelope):
+    event: EventType
+    detail: ShortText | None = None
+
+
+class SelftestKind(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    MANUAL = "manual"
+
+
+class SelftestResult(StrEnum):
+    PASS = "pass"  # noqa: S105 - a test verdict, not a password
+    FAIL = "fail"
+
+
+FaultCode = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class Selftest(Envelope):
+    kind: SelftestKind
+    result: SelftestResult
+    fault_codes: tuple[FaultCode, ...] = Field(default=(), max_length=32)
+    battery_pct: Percent
+
+
+class ConsumablesSource(StrEnum):
+    AED = "aed"
+    CAPTAIN = "captain"
+
+
+class Consumables(Envelope):
+    pads_present: bool
+    pads_expiry: date | None
+    battery_expiry: date | None
+    source: ConsumablesSource
+
+
+class CmdResult(Envelope):
+    command_id: ShortText | None = Field(
+        description="The command answered; null when the command was too malformed to name"
+    )
+    ok: bool
+    error: Annotated[str, Field(max_length=500)] | None = None
+
+
+class ReportNow(_Frozen):
+    action: Literal["report_now"] = "report_now"
+
+
+class SetHeartbeatInterval(_Frozen):
+    action: Literal["set_heartbeat_interval"] = "set_heartbeat_interval"
+    interval_s: int = Field(ge=10, le=86_400)
+
+
+class RunSelftest(_Frozen):
+    action: Literal["run_selftest"] = "run_selftest"
+
+
+CommandAction: TypeAlias = Annotated[
+    ReportNow | SetHeartbeatInterval | RunSelftest, Field(discriminator="action")
+]
+
+
+class Cmd(_Frozen):
+    """Server-to-cabinet command. The server has no boot, so no boot id or sequence."""
+
+    v: Literal[1]
+    cabinet_id: CabinetId
+    command_id: Annotated[str, Field(min_length=1, max_length=64)]
+    ts: UtcTimestamp
+    command: CommandAction
+
+
+CabinetMessage: TypeAlias = Birth | Status | Heartbeat | Event | Selftest | Consumables | CmdResult
+Message: TypeAlias = CabinetMessage | Cmd
+
+MODEL_BY_CHANNEL: Final[dict[Channel, type[Message]]] = {
+    Channel.BIRTH: Birth,
+    Channel.STATUS: Status,
+    Channel.HEARTBEAT: Heartbeat,
+    Channel.EVENT: Event,
+    Channel.SELFTEST: Selftest,
+    Channel.CONSUMABLES: Consumables,
+    Channel.CMD: Cmd,
+    Channel.CMD_RESULT: CmdResult,
+}
+CHANNEL_BY_MODEL: Final[dict[type[Message], Channel]] = {
+    model: channel for channel, model in MODEL_BY_CHANNEL.items()
+}
+
+
+def topic(cabinet_id: str, channel: Channel) -> str:
+    problem = cabinet_id_problem(cabinet_id)
+    if problem:
+        raise ContractError(Reason.BAD_TOPIC, problem)
+    return f"{TOPIC_PREFIX}/{cabinet_id}/{channel.value}"
+
+
+def subscription(channel: Channel | None = None, cabinet_id: str | None = None) -> str:
+    """A topic filter for one channel and/or one cabinet (``+`` for what is left open)."""
+    return f"{TOPIC_PREFIX}/{cabinet_id or '+'}/{channel.value if channel else '+'}"
+
+
+def parse_topic(topic_name: str) -> tuple[str, Channel]:
+    """Split a contract topic into (cabinet id, channel)."""
+    parts = topic_name.split("/")
+    if len(parts) != 4 or parts[0] != TOPIC_ROOT:
+        raise ContractError(
+            Reason.BAD_TOPIC, f"topic {topic_name!r} is not aed/v1/{{cabinet_id}}/{{channel}}"
+        )
+    if parts[1] != f"v{SCHEMA_VERSION}":
+        raise ContractError(
+            Reason.UNKNOWN_VERSION, f"topic {topic_name!r} is for contract {parts[1]}, not v1"
+        )
+    problem = cabinet_id_problem(parts[2])
+    if problem:
+        raise ContractError(Reason.BAD_TOPIC, f"topic {topic_name!r}: {problem}")
+    try:
+        channel = Channel(parts[3])
+    except ValueError:
+        raise ContractError(
+            Reason.UNKNOWN_CHANNEL, f"topic {topic_name!r} names no channel of contract v1"
+        ) from None
+    return parts[2], channel
+
+
+def encode(message: Message) -> bytes:
+    return message.model_dump_json(exclude_none=False).encode()
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "payload"
+    more = error.error_count() - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{location}: {first['msg']}{suffix}"
+
+
+_ADAPTERS: Final = {channel: TypeAdapter(model) for channel, model in MODEL_BY_CHANNEL.items()}
+
+
+def decode(topic_name: str, payload: bytes) -> Message:
+    """Validate a topic and its payload, returning the channel's model.
+
+    Raises :class:`ContractError` naming the reason; never anything else.
+    """
+    cabinet_id, channel = parse_topic(topic_name)
+    return decode_payload(channel, payload, expected_cabinet_id=cabinet_id)
+
+
+def decode_payload(channel: Channel, payload: bytes, expected_cabinet_id: str | None) -> Message:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(
+            Reason.OVERSIZED, f"payload is {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}"
+        )
+    try:
+        document: Any = json.loads(payload, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ContractError(Reason.INVALID_JSON, f"{channel.value} payload: {exc}") from None
+    if not isinstance(document, dict):
+        raise ContractError(
+            Reason.SCHEMA_VIOLATION,
+            f"{channel.value} payload is a JSON {type(document).__name__}, not an object",
+        )
+    version = document.get("v")
+    if version != SCHEMA_VERSION:
+        if isinstance(version, int) and not isinstance(version, bool):
+            raise ContractError(
+                Reason.UNKNOWN_VERSION,
+                f"{channel.value} payload has schema version {version}; this build speaks v1",
+            )
+        raise ContractError(
+            Reason.SCHEMA_VIOLATION, f"{channel.value} payload has no integer schema version 'v'"
+        )
+    try:
+        message: Message = _ADAPTERS[channel].validate_python(document)
+    except ValidationError as exc:
+        raise ContractError(
+            Reason.SCHEMA_VIOLATION, f"{channel.value} payload: {_describe(exc)}"
+        ) from None
+    if expected_cabinet_id is not None and message.cabinet_id != expected_cabinet_id:
+        raise ContractError(
+            Reason.CABINET_MISMATCH,
+            f"payload names cabinet {message.cabinet_id!r} but arrived on the topic of "
+            f"{expected_cabinet_id!r}",
+        )
+    return message
+
+
+def command_id_of(payload: bytes) -> str | None:
+    """Best-effort command id from a command that failed validation, to answer it by."""
+    try:
+        document = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(document, dict):
+        command_id = document.get("command_id")
+        if isinstance(command_id, str) and 0 < len(command_id) <= 64:
+            return command_id
+    return None
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every channel's payload, keyed by channel name."""
+    return {
+        channel.value: _ADAPTERS[channel].json_schema(mode="serialization") for channel in Channel
+    }

@@ -1,0 +1,31 @@
+"""Reconnect delays: exponential backoff with full jitter (pure, injected randomness).
+
+Full jitter spreads a region's cabinets that lost the broker at the same moment over
+the whole window, so they do not all come back in the same second.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class BackoffSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    initial_s: float = Field(default=1.0, gt=0)
+    max_s: float = Field(default=120.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1)
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> BackoffSettings:
+        if self.max_s < self.initial_s:
+            raise ValueError("max_s must not be smaller than initial_s")
+        return self
+
+
+def reconnect_delay(settings: BackoffSettings, failures: int, rng: random.Random) -> float:
+    """Seconds to wait after ``failures`` consecutive failed attempts (0 = first retry)."""
+    ceiling = min(settings.max_s, settings.initial_s * settings.multiplier ** min(failures, 64))
+    return rng.uniform(settings.initial_s / 2, ceiling)
