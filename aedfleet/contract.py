@@ -381,6 +381,16 @@ def decode(topic_name: str, payload: bytes) -> Message:
     return decode_payload(channel, payload, expected_cabinet_id=cabinet_id)
 
 
+def decode_cabinet_message(topic_name: str, payload: bytes) -> CabinetMessage:
+    """:func:`decode` for what cabinets send; a command here is a contract violation."""
+    message = decode(topic_name, payload)
+    if isinstance(message, Cmd):
+        raise ContractError(
+            Reason.UNKNOWN_CHANNEL, f"{topic_name}: cmd flows to cabinets, never from them"
+        )
+    return message
+
+
 def decode_payload(channel: Channel, payload: bytes, expected_cabinet_id: str | None) -> Message:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(

@@ -6,6 +6,7 @@ the whole window, so they do not all come back in the same second.
 
 from __future__ import annotations
 
+import math
 import random
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,7 +17,7 @@ class BackoffSettings(BaseModel):
 
     initial_s: float = Field(default=1.0, gt=0)
     max_s: float = Field(default=120.0, gt=0)
-    multiplier: float = Field(default=2.0, ge=1)
+    multiplier: float = Field(default=2.0, ge=1, le=10)
 
     @model_validator(mode="after")
     def _max_not_below_initial(self) -> BackoffSettings:
@@ -27,5 +28,11 @@ class BackoffSettings(BaseModel):
 
 def reconnect_delay(settings: BackoffSettings, failures: int, rng: random.Random) -> float:
     """Seconds to wait after ``failures`` consecutive failed attempts (0 = first retry)."""
-    ceiling = min(settings.max_s, settings.initial_s * settings.multiplier ** min(failures, 64))
-    return rng.uniform(settings.initial_s / 2, ceiling)
+    if failures < 0:
+        raise ValueError(f"failures must not be negative, got {failures}")
+    ceiling = settings.initial_s
+    if settings.multiplier > 1:
+        # Grow no further than the cap needs, so a huge count cannot overflow a float.
+        steps_to_cap = math.ceil(math.log(settings.max_s / settings.initial_s, settings.multiplier))
+        ceiling = settings.initial_s * settings.multiplier ** min(failures, steps_to_cap)
+    return rng.uniform(settings.initial_s / 2, min(settings.max_s, ceiling))

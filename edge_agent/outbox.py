@@ -121,7 +121,11 @@ class OutboxDatabase:
         return Outbox(self, cabinet_id, capacity)
 
     async def _run(self, work: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, work)
+        except RuntimeError:
+            raise OutboxError(f"the outbox at {self.path} is closed") from None
+        return await future
 
     def _open(self) -> None:
         try:
@@ -174,8 +178,14 @@ class Outbox:
         await self._database._run(work)
 
     async def put(self, channel: Channel, topic: str, payload: bytes, retain: bool) -> None:
-        """Store a message durably, shedding the most expendable one when full."""
-        rank = SHED_RANK[channel]
+        """Store a message durably, shedding the most expendable one when full.
+
+        When the queue holds nothing as expendable as the new message (a heartbeat
+        arriving to a queue full of events), the new message is the one shed.
+        """
+        rank = SHED_RANK.get(channel)
+        if rank is None:
+            raise OutboxError(f"{channel.value} messages are live connection state, never stored")
 
         def work() -> list[str]:
             db = self._database.db
@@ -184,18 +194,15 @@ class Outbox:
                 depth = self.depth
                 while depth >= self.capacity:
                     victim = db.execute(
-                        "SELECT id, channel FROM outbox WHERE cabinet_id = ? "
+                        "SELECT id, channel, shed_rank FROM outbox WHERE cabinet_id = ? "
                         "ORDER BY shed_rank, id LIMIT 1",
                         (self.cabinet_id,),
                     ).fetchone()
-                    if victim is None:
-                        break
+                    if victim is None or victim[2] > rank:
+                        self._count_shed(db, channel.value)
+                        return [channel.value]
                     db.execute("DELETE FROM outbox WHERE id = ?", (victim[0],))
-                    db.execute(
-                        "INSERT INTO shed (cabinet_id, channel, count) VALUES (?, ?, 1) "
-                        "ON CONFLICT (cabinet_id, channel) DO UPDATE SET count = count + 1",
-                        (self.cabinet_id, victim[1]),
-                    )
+                    self._count_shed(db, victim[1])
                     shed.append(victim[1])
                     depth -= 1
                 db.execute(
@@ -204,7 +211,6 @@ class Outbox:
                     (self.cabinet_id, channel.value, rank, topic, payload, retain, time.time()),
                 )
             self.depth = depth + 1
-            self.shed_total += len(shed)
             return shed
 
         try:
@@ -220,6 +226,14 @@ class Outbox:
                 self.capacity,
                 ", ".join(shed),
             )
+
+    def _count_shed(self, db: sqlite3.Connection, channel: str) -> None:
+        db.execute(
+            "INSERT INTO shed (cabinet_id, channel, count) VALUES (?, ?, 1) "
+            "ON CONFLICT (cabinet_id, channel) DO UPDATE SET count = count + 1",
+            (self.cabinet_id, channel),
+        )
+        self.shed_total += 1
 
     async def pending(self, after_id: int, limit: int) -> list[StoredMessage]:
         """Stored messages with id greater than ``after_id``, oldest first."""

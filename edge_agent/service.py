@@ -30,7 +30,5 @@ async def _serve(settings: AgentSettings, hardware: Any) -> None:
         OutboxDatabase(settings.outbox.path, settings.outbox.synchronous) as database,
     ):
         outbox = database.outbox(settings.cabinet.cabinet_id, settings.outbox.capacity)
-        agent = EdgeAgent(
-            settings.cabinet, settings.mqtt, settings.link, hardware, outbox, ticker
-        )
+        agent = EdgeAgent(settings.cabinet, settings.mqtt, settings.link, hardware, outbox, ticker)
         await agent.run()

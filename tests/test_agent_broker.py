@@ -20,6 +20,7 @@ from aedfleet.contract import (
     Selftest,
     Status,
     decode,
+    decode_cabinet_message,
     encode,
     topic,
 )
@@ -177,7 +178,7 @@ async def test_events_survive_a_broker_restart_exactly_once_in_order(
             lambda: len({m.payload for m in watcher.messages}) >= total, 30, "events missing"
         )
 
-    events = [decode(m.topic, m.payload) for m in watcher.messages]
+    events = [decode_cabinet_message(m.topic, m.payload) for m in watcher.messages]
     assert all(isinstance(e, Event) for e in events)
     first_arrivals: list[int] = []
     seen: set[tuple[str, int]] = set()
@@ -224,11 +225,17 @@ async def test_commands_are_answered_and_bad_ones_do_not_stop_the_agent(
 
         operator.publish(cmd_topic, b"{not json")
         operator.publish(cmd_topic, command("c-unknown", {"action": "self_destruct"}))
-        operator.publish(cmd_topic, command("c-v2", {"action": "report_now"}).replace(b'"v": 1', b'"v": 2'))
-        operator.publish(cmd_topic, command("c-range", {"action": "set_heartbeat_interval", "interval_s": 1}))
+        operator.publish(
+            cmd_topic, command("c-v2", {"action": "report_now"}).replace(b'"v": 1', b'"v": 2')
+        )
+        operator.publish(
+            cmd_topic, command("c-range", {"action": "set_heartbeat_interval", "interval_s": 1})
+        )
         operator.publish(cmd_topic, command("c-test", {"action": "run_selftest"}))
         operator.publish(cmd_topic, command("c-test", {"action": "run_selftest"}))
-        operator.publish(cmd_topic, command("c-rate", {"action": "set_heartbeat_interval", "interval_s": 600}))
+        operator.publish(
+            cmd_topic, command("c-rate", {"action": "set_heartbeat_interval", "interval_s": 600})
+        )
         await eventually(lambda: len(results()) >= 6, 10, "commands not all answered")
 
         by_id = {result.command_id: result for result in results()}

@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` runs aedfleet, `make test` checks it.
+# Both set up what they need first (Debian packages, a virtualenv in .venv).
+VENV ?= .venv
+BIN := $(VENV)/bin
+CABINETS ?= 5000
+
+.PHONY: setup demo test lint typecheck unit bench-sim schemas
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/aedfleet demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	PYTHONPATH=. $(BIN)/pytest -q
+
+test: lint typecheck unit
+
+schemas: setup
+	$(BIN)/aedfleet contract export-schemas
+
+# How many simulated cabinets one process sustains (a benchmark, not a test).
+bench-sim: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/sim_capacity.py --cabinets $(CABINETS)

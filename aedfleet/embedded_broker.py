@@ -1,0 +1,47 @@
+"""An in-process MQTT broker so that ``aedfleet demo`` needs no server installed.
+
+amqtt speaks MQTT 3.1.1 only, so demo clients connect with protocol 3.1.1; the
+features the fleet relies on (QoS 1, retained messages, last will, persistent sessions)
+are all in 3.1.1. Deployments use Mosquitto (see docker/ and the README).
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, Self
+
+from amqtt.broker import Broker
+
+from aedfleet.mqtt import MqttSettings
+
+
+class EmbeddedBroker:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        config: dict[str, Any] = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+        self._broker = Broker(config)
+
+    @property
+    def client_settings(self) -> MqttSettings:
+        return MqttSettings(host="127.0.0.1", port=self.port, protocol="3.1.1")
+
+    async def __aenter__(self) -> Self:
+        # amqtt logs every connection at INFO; the demo shows its own traffic view.
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        await self._broker.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._broker.shutdown()
