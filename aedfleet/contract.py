@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -97,10 +98,19 @@ def _check_cabinet_id(value: str) -> str:
     return value
 
 
+def _require_text_timestamp(value: object) -> object:
+    if not isinstance(value, str | datetime):
+        raise ValueError("timestamp must be an ISO 8601 string")  # noqa: TRY004 - pydantic wants ValueError
+    return value
+
+
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry an explicit UTC offset")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range once converted to UTC") from None
 
 
 def _format_utc(value: datetime) -> str:
@@ -117,7 +127,10 @@ def _check_time_zone(value: str) -> str:
 
 CabinetId = Annotated[str, AfterValidator(_check_cabinet_id)]
 UtcTimestamp = Annotated[
-    datetime, AfterValidator(_to_utc), PlainSerializer(_format_utc, return_type=str)
+    datetime,
+    BeforeValidator(_require_text_timestamp),
+    AfterValidator(_to_utc),
+    PlainSerializer(_format_utc, return_type=str),
 ]
 BootId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="uuid4 hex, new every boot")]
 TimeZoneName = Annotated[str, AfterValidator(_check_time_zone)]
@@ -136,6 +149,7 @@ class Envelope(_Frozen):
     cabinet_id: CabinetId
     boot_id: BootId
     seq: int = Field(
+        strict=True,
         ge=1,
         le=2**53,
         description=(
@@ -406,8 +420,8 @@ def decode_payload(channel: Channel, payload: bytes, expected_cabinet_id: str | 
             f"{channel.value} payload is a JSON {type(document).__name__}, not an object",
         )
     version = document.get("v")
-    if version != SCHEMA_VERSION:
-        if isinstance(version, int) and not isinstance(version, bool):
+    if type(version) is not int or version != SCHEMA_VERSION:
+        if type(version) is int:
             raise ContractError(
                 Reason.UNKNOWN_VERSION,
                 f"{channel.value} payload has schema version {version}; this build speaks v1",

@@ -22,7 +22,8 @@ import random
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Literal, Protocol, TypedDict
 
 from aedfleet.clock import Clock, SystemClock
 from aedfleet.contract import (
@@ -75,6 +76,14 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_SETTING = "heartbeat_interval_s"
 COMMAND_QUEUE_SIZE = 32
 REMEMBERED_COMMANDS = 256
+
+
+class _Header(TypedDict):
+    v: Literal[1]
+    cabinet_id: str
+    boot_id: str
+    seq: int
+    ts: datetime
 
 
 class NetworkGate(Protocol):
@@ -172,7 +181,7 @@ class EdgeAgent:
 
     # -- storing messages --------------------------------------------------------------
 
-    def _header(self) -> dict[str, object]:
+    def _header(self) -> _Header:
         self._seq += 1
         return {
             "v": SCHEMA_VERSION,

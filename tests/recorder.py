@@ -20,7 +20,8 @@ from aedfleet.mqtt import (
 async def eventually(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     """Wait until ``condition()`` holds, failing with ``what`` after ``timeout_s``."""
     async with asyncio.timeout(timeout_s):
-        while not condition():
+        # The conditions are arbitrary predicates over recorded state, so poll them.
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     if not condition():
         raise AssertionError(what)
