@@ -34,7 +34,7 @@ class EmbeddedBroker:
     async def __aenter__(self) -> Self:
         # amqtt logs every connection at INFO; the demo shows its own traffic view.
         for name in ("amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(logging.ERROR)
         await self._broker.start()
         return self
 

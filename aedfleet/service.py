@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 
-def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+def run_until_signalled(main: Coroutine[Any, Any, object]) -> None:
     """Run ``main``; SIGINT or SIGTERM cancels it so its clean-up code runs."""
 
     async def supervise() -> None:

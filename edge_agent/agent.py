@@ -407,6 +407,10 @@ class EdgeAgent:
         if message.topic == self._topics[Channel.STATUS]:
             self._heal_status(message.payload)
             return
+        if message.topic != self._topics[Channel.CMD]:
+            # A broker that matches filters loosely must not feed our own output back in.
+            log.debug("%s: ignored a message on %s", self.cabinet_id, message.topic)
+            return
         if self._commands.full():
             log.error("%s: command queue full, dropped a command", self.cabinet_id)
             return

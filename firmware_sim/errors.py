@@ -26,7 +26,7 @@ class ScenarioError(SimulatorError):
         self.problem = problem
 
 
-class OptionsError(SimulatorError):
+class OptionsError(SimulatorError, ValueError):
     def __init__(self, option: str, problem: str) -> None:
         super().__init__(f"simulated hardware option {option!r}: {problem}")
         self.option = option

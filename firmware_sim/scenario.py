@@ -25,6 +25,8 @@ from firmware_sim.faults import DEFAULT_DURATION_S, Fault, FaultPlan, PlannedFau
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -38,6 +38,7 @@ class Recorder:
         self._name = name
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
+        self.subscriptions = 0
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
@@ -76,6 +77,7 @@ class Recorder:
                 connection.abort()
                 await asyncio.sleep(0.05)
                 continue
+            self.subscriptions += 1
             self.subscribed.set()
             try:
                 await connection.wait_closed()

@@ -43,6 +43,20 @@ def profile(cabinet_id: str) -> CabinetProfile:
     return CabinetProfile(cabinet_id=cabinet_id, aed_model="Mindray BeneHeart C2", aed_serial="S1")
 
 
+class HeldNetwork:
+    """A network the test can hold down, to order reconnections deterministically."""
+
+    def __init__(self) -> None:
+        self.up = asyncio.Event()
+        self.up.set()
+        self.agent_waiting = False
+
+    async def wait_up(self) -> None:
+        self.agent_waiting = True
+        await self.up.wait()
+        self.agent_waiting = False
+
+
 @contextlib.asynccontextmanager
 async def running_agent(
     cabinet_id: str,
@@ -50,6 +64,7 @@ async def running_agent(
     ticker: KeepAliveTicker,
     outbox_path: Path,
     hardware: ScriptedHardware,
+    network: HeldNetwork | None = None,
 ) -> AsyncIterator[EdgeAgent]:
     async with OutboxDatabase(outbox_path, "NORMAL") as database:
         agent = EdgeAgent(
@@ -59,6 +74,7 @@ async def running_agent(
             hardware,
             database.outbox(cabinet_id, 10_000),
             ticker,
+            network=network,
         )
         task = asyncio.create_task(agent.run())
         try:
@@ -158,10 +174,11 @@ async def test_events_survive_a_broker_restart_exactly_once_in_order(
 ) -> None:
     settings = broker_settings(persistent_broker)
     hardware = ScriptedHardware()
+    network = HeldNetwork()
     total = 120
     async with (
         Recorder(settings, ticker, topic("CAB-SF", Channel.EVENT), "watch-sf") as watcher,
-        running_agent("CAB-SF", settings, ticker, tmp_path / "o.db", hardware) as agent,
+        running_agent("CAB-SF", settings, ticker, tmp_path / "o.db", hardware, network) as agent,
     ):
         await asyncio.wait_for(agent.connected.wait(), 10)
         for number in range(total):
@@ -171,12 +188,24 @@ async def test_events_survive_a_broker_restart_exactly_once_in_order(
                 await eventually(lambda: not agent.connected.is_set(), 10, "agent saw no outage")
             if number == 80:
                 await eventually(lambda: agent.stats.stored >= 83, 10, "events not stored")
+                # The agent has been failing to reconnect; let the watcher back in first so
+                # that what it receives depends on the agent alone, not on who wins a race.
+                network.up.clear()
+                await eventually(lambda: network.agent_waiting, 10, "agent not retrying")
                 persistent_broker.start()
+                await eventually(lambda: watcher.subscriptions >= 2, 10, "watcher not back")
+                network.up.set()
             hardware.push(CabinetEvent(EventType.DOOR_OPENED, detail=f"n={number}"))
             await asyncio.sleep(0)
-        await eventually(
-            lambda: len({m.payload for m in watcher.messages}) >= total, 30, "events missing"
-        )
+        try:
+            await eventually(lambda: len({m.payload for m in watcher.messages}) >= total, 30, "")
+        except TimeoutError:
+            got = {json.loads(m.payload)["detail"] for m in watcher.messages}
+            missing = [n for n in range(total) if f"n={n}" not in got]
+            pytest.fail(
+                f"events missing: {missing}; agent {agent.stats}, outbox depth "
+                f"{agent._outbox.depth}, connected {agent.connected.is_set()}"
+            )
 
     events = [decode_cabinet_message(m.topic, m.payload) for m in watcher.messages]
     assert all(isinstance(e, Event) for e in events)
