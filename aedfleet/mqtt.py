@@ -143,6 +143,20 @@ class KeepAliveTicker:
                 client.loop_misc()
 
 
+def _close_orphaned_sockets(error: BaseException) -> None:
+    """Close sockets that paho opened but dropped when its TLS handshake failed.
+
+    paho-mqtt 2 neither closes nor keeps the socket whose handshake raised, so it would
+    stay open until garbage collection; the frames of the error still hold it.
+    """
+    traceback = error.__traceback__
+    while traceback is not None:
+        for value in traceback.tb_frame.f_locals.values():
+            if isinstance(value, socket.socket) and value.fileno() >= 0:
+                value.close()
+        traceback = traceback.tb_next
+
+
 class MqttConnection:
     """One MQTT connection. Connect with :meth:`connect`; it does not reconnect itself.
 
@@ -243,6 +257,7 @@ class MqttConnection:
                 f"{self.settings.connect_timeout_s:g} s"
             ) from None
         except (OSError, ssl.SSLError, ValueError) as exc:
+            _close_orphaned_sockets(exc)
             self.abort()
             raise MqttConnectError(f"{self.client_id}: cannot reach {endpoint}: {exc}") from None
         self._ticker.add(self._client)

@@ -9,6 +9,7 @@ PYTHON=${PYTHON:-python3}
 NEED_APT=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || NEED_APT+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || NEED_APT+=(mosquitto-clients)
+command -v openssl >/dev/null 2>&1 || NEED_APT+=(openssl)
 
 if [ ${#NEED_APT[@]} -gt 0 ] && [ "${1:-}" != "--no-apt" ]; then
     SUDO=""

@@ -2,13 +2,80 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+def make_test_pki(folder: Path) -> TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1 and localhost."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = folder / "ca.key", folder / "ca.crt"
+    key, request, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
+    extensions = folder / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=aedfleet test CA",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_cert),
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        str(key),
+        "-out",
+        str(request),
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(request),
+        "-CA",
+        str(ca_cert),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(extensions),
+        "-out",
+        str(cert),
+    )
+    return TlsFiles(ca_cert, cert, key)
 
 
 def free_port() -> int:
@@ -20,15 +87,38 @@ def free_port() -> int:
 class MosquittoBroker:
     """A Mosquitto process that can be stopped and started again on the same port."""
 
-    def __init__(self, workdir: Path, persistence: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        persistence: bool = False,
+        tls: TlsFiles | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+        # Stay the user who runs the tests: the files live in that user's private tmp dir.
+        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}"]
+        if tls is not None:
+            lines += [
+                f"cafile {tls.ca_cert}",
+                f"certfile {tls.server_cert}",
+                f"keyfile {tls.server_key}",
+            ]
+        if users:
+            password_file = workdir / "passwords"
+            password_file.write_text("")
+            for user, password in users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(password_file), user, password], check=True
+                )
+            password_file.chmod(0o600)
+            lines += [f"password_file {password_file}", "allow_anonymous false"]
+        else:
+            lines.append("allow_anonymous true")
+        lines += [
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {workdir}/",
             "max_queued_messages 100000",

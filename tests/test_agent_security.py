@@ -1,0 +1,79 @@
+"""TLS and username/password, as a deployment configures them, against a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from aedfleet.mqtt import (
+    KeepAliveTicker,
+    MqttConnectError,
+    MqttConnection,
+    MqttSettings,
+    TlsSettings,
+)
+from tests.brokers import MosquittoBroker, TlsFiles, make_test_pki
+from tests.scripted_hardware import ScriptedHardware
+from tests.test_agent_broker import running_agent
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> TlsFiles:
+    return make_test_pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path, pki: TlsFiles) -> Iterator[MosquittoBroker]:
+    broker = MosquittoBroker(tmp_path / "broker", tls=pki, users={"cabinet-7": "s3cret-7"})
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def secure_settings(broker: MosquittoBroker, ca: Path, password: str) -> MqttSettings:
+    return MqttSettings(
+        host="127.0.0.1",
+        port=broker.port,
+        username="cabinet-7",
+        password=SecretStr(password),
+        tls=TlsSettings(ca_file=str(ca)),
+        connect_timeout_s=5,
+    )
+
+
+async def test_agent_connects_over_tls_with_a_password(
+    secure_broker: MosquittoBroker, pki: TlsFiles, ticker: KeepAliveTicker, tmp_path: Path
+) -> None:
+    settings = secure_settings(secure_broker, pki.ca_cert, "s3cret-7")
+    async with running_agent(
+        "CAB-T1", settings, ticker, tmp_path / "o.db", ScriptedHardware()
+    ) as agent:
+        await asyncio.wait_for(agent.connected.wait(), 10)
+        await asyncio.wait_for(_until(lambda: agent.stats.acknowledged >= 3), 10)
+
+
+async def test_a_wrong_password_is_refused_with_a_clear_error(
+    secure_broker: MosquittoBroker, pki: TlsFiles, ticker: KeepAliveTicker
+) -> None:
+    settings = secure_settings(secure_broker, pki.ca_cert, "wrong")
+    with pytest.raises(MqttConnectError, match="refused the connection"):
+        await MqttConnection(settings, "intruder", ticker).connect()
+
+
+async def test_an_untrusted_server_certificate_is_refused(
+    secure_broker: MosquittoBroker, ticker: KeepAliveTicker, tmp_path: Path
+) -> None:
+    other_ca = make_test_pki(tmp_path / "other").ca_cert
+    settings = secure_settings(secure_broker, other_ca, "s3cret-7")
+    with pytest.raises(MqttConnectError, match="certificate verify failed"):
+        await MqttConnection(settings, "fooled", ticker).connect()
+
+
+async def _until(condition: object) -> None:
+    assert callable(condition)
+    while not condition():  # noqa: ASYNC110 - polls a counter the agent owns
+        await asyncio.sleep(0.01)
