@@ -10,6 +10,9 @@ NEED_APT=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || NEED_APT+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || NEED_APT+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || NEED_APT+=(openssl)
+# InfluxDB 1.6 (Debian's only one) behind nginx for the ingest tests; see tests/influx.py.
+command -v influxd >/dev/null 2>&1 || NEED_APT+=(influxdb)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || NEED_APT+=(nginx-light)
 
 if [ ${#NEED_APT[@]} -gt 0 ] && [ "${1:-}" != "--no-apt" ]; then
     SUDO=""

@@ -1,0 +1,102 @@
+"""The fleet registry as its users maintain it: cabinets, people, and who looks after what.
+
+These are the validated values every registry format (CSV, YAML, OpenStreetMap GeoJSON)
+is parsed into and the state store persists. They carry no database or file concerns.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+
+from aedfleet.contract import CabinetId
+
+
+class SiteType(StrEnum):
+    SCHOOL = "school"
+    TRANSPORT_HUB = "transport_hub"
+    SCENIC_SPOT = "scenic_spot"
+    SPORTS_VENUE = "sports_venue"
+    ELDERLY_CARE = "elderly_care"
+    BORDER_POST = "border_post"
+    GOVERNMENT = "government"
+    COMMERCIAL = "commercial"
+    HOSPITAL = "hospital"
+    RESIDENTIAL = "residential"
+    OTHER = "other"
+
+
+class AccessMode(StrEnum):
+    OPEN = "open"
+    PIN = "pin"
+    QR = "qr"
+
+
+class Role(StrEnum):
+    CAPTAIN = "captain"
+    BACKUP = "backup"
+    COORDINATOR = "coordinator"
+
+
+class Language(StrEnum):
+    ZH = "zh"
+    EN = "en"
+
+
+PersonId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,;]+$")]
+Text = Annotated[str, Field(max_length=500)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Cabinet(_Record):
+    cabinet_id: CabinetId
+    name: Text
+    aed_model: Text = ""
+    aed_serial: Text = ""
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    address: Text = ""
+    floor: Annotated[str, Field(max_length=32)] = ""
+    indoor_description: Text = ""
+    site_type: SiteType = SiteType.OTHER
+    region_code: Annotated[str, Field(max_length=32)] = Field(
+        default="", description="District or region code, e.g. 440305"
+    )
+    owner_unit: Text = ""
+    access_mode: AccessMode = AccessMode.OPEN
+    availability_hours: Annotated[str, Field(max_length=200)] = Field(
+        default="24/7", description="OpenStreetMap opening_hours syntax"
+    )
+    install_date: date | None = None
+    pads_expiry: date | None = None
+    battery_expiry: date | None = None
+
+
+class Person(_Record):
+    person_id: PersonId
+    name: Text
+    phone: Annotated[str, Field(max_length=32)] = ""
+    email: EmailStr | None = None
+    chat_webhook: HttpUrl | None = None
+    language: Language = Language.ZH
+
+
+class Assignment(_Record):
+    """A person's role at a cabinet; backups are tried in ``rank`` order."""
+
+    cabinet_id: CabinetId
+    person_id: PersonId
+    role: Role
+    rank: int = Field(default=0, ge=0, le=99)
+
+
+class Registry(_Record):
+    cabinets: tuple[Cabinet, ...] = ()
+    people: tuple[Person, ...] = ()
+    assignments: tuple[Assignment, ...] = ()
