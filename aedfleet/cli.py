@@ -16,6 +16,14 @@ from aedfleet.settings import ConfigError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contract_app = typer.Typer(no_args_is_help=True, help="The wire contract and its JSON Schemas.")
 app.add_typer(contract_app, name="contract")
+registry_app = typer.Typer(no_args_is_help=True, help="The fleet registry: cabinets and people.")
+app.add_typer(registry_app, name="registry")
+DEFAULT_STORE_URL = "sqlite:///var/aedfleet.sqlite3"
+StoreOption = Annotated[
+    str,
+    typer.Option("--store", help="State store URL (sqlite:///path or postgresql+psycopg://…)"),
+]
+MAX_PROBLEMS_SHOWN = 50
 
 SCHEMA_DIR = Path("docs/schemas")
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")]
@@ -120,3 +128,93 @@ def agent(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     run_until_signalled(service)
+
+
+@app.command()
+def ingest(
+    config: Annotated[Path | None, typer.Option("--config", help="The service's TOML file")] = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Subscribe to the fleet and write every valid message to InfluxDB and the state store."""
+    from aedfleet.settings import load_settings
+    from ingest.config import IngestSettings
+    from ingest.service import IngestService
+
+    configure_logging(log_level)
+    try:
+        settings = load_settings(IngestSettings, config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    run_until_signalled(IngestService(settings).run())
+
+
+@registry_app.command("import")
+def registry_import(
+    files: Annotated[list[Path], typer.Argument(help="CSV, YAML or OSM GeoJSON files")],
+    store: StoreOption = DEFAULT_STORE_URL,
+    dry_run: Annotated[bool, typer.Option(help="Report what would change, change nothing")] = False,
+) -> None:
+    """Import cabinets and people: all of a file or none of it, never deleting."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ingest.registry.errors import RegistryError
+    from ingest.registry.importer import plan_import, read_registry_files
+    from ingest.store.store import StateStore, StoreError
+
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
+        ) as progress:
+            reading = progress.add_task("reading", total=None)
+            parsed = read_registry_files(
+                files,
+                on_progress=lambda rows: progress.update(
+                    reading, description=f"read {rows:,} rows"
+                ),
+            )
+            progress.update(reading, description="comparing with the registry")
+            with StateStore.open(store) as state:
+                plan = plan_import(state.load_registry(), parsed.registry, origin=parsed.origin)
+                if not dry_run and not plan.is_empty:
+                    progress.update(reading, description="writing")
+                    state.apply_registry(plan.upserts)
+    except RegistryError as exc:
+        problems = exc.problems
+        shown = "\n".join(f"  {problem}" for problem in problems[:MAX_PROBLEMS_SHOWN])
+        more = len(problems) - MAX_PROBLEMS_SHOWN
+        tail = f"\n  … and {more} more" if more > 0 else ""
+        raise _fail(f"nothing imported: {len(problems)} problem(s)\n{shown}{tail}") from None
+    except StoreError as exc:
+        raise _fail(f"nothing imported: {exc}") from None
+    verb = "would be" if dry_run else "were"
+    for kind, counts in (
+        ("cabinets", plan.cabinets),
+        ("people", plan.people),
+        ("assignments", plan.assignments),
+    ):
+        typer.echo(
+            f"{kind}: {counts.added} {verb} added, {counts.changed} {verb} changed, "
+            f"{counts.unchanged} left alone"
+        )
+    if parsed.skipped:
+        typer.echo(f"skipped {parsed.skipped} features that are not defibrillators")
+
+
+@registry_app.command("export")
+def registry_export(
+    out: Annotated[Path, typer.Argument(help="fleet.csv (with fleet.people.csv) or fleet.yaml")],
+    store: StoreOption = DEFAULT_STORE_URL,
+) -> None:
+    """Write the whole registry in an importable format."""
+    from ingest.registry.errors import RegistryError
+    from ingest.registry.importer import write_registry_file
+    from ingest.store.store import StateStore, StoreError
+
+    try:
+        with StateStore.open(store) as state:
+            registry = state.load_registry()
+        written = write_registry_file(registry, out)
+    except (RegistryError, StoreError) as exc:
+        raise _fail(str(exc)) from None
+    for path in written:
+        typer.echo(f"wrote {path}")

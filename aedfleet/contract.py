@@ -36,6 +36,7 @@ TOPIC_ROOT: Final = "aed"
 TOPIC_PREFIX: Final = f"{TOPIC_ROOT}/v{SCHEMA_VERSION}"
 MAX_PAYLOAD_BYTES: Final = 16 * 1024
 MAX_CABINET_ID_LENGTH: Final = 64
+DEAD_LETTER_PREFIX: Final = "aedfleet/deadletter/v1"
 
 
 class Channel(StrEnum):
@@ -62,6 +63,8 @@ class Reason(StrEnum):
     UNKNOWN_VERSION = "unknown_version"
     SCHEMA_VIOLATION = "schema_violation"
     CABINET_MISMATCH = "cabinet_mismatch"
+    UNKNOWN_CABINET = "unknown_cabinet"
+    """Valid, but from a cabinet the fleet registry does not know (raised by ingest)."""
 
 
 class ContractError(ValueError):
@@ -81,11 +84,15 @@ def cabinet_id_problem(cabinet_id: str) -> str | None:
         return f"cabinet id is longer than {MAX_CABINET_ID_LENGTH} characters"
     if cabinet_id != cabinet_id.strip():
         return "cabinet id has leading or trailing white space"
-    for char in cabinet_id:
-        if char in "+#/":
-            return f"cabinet id contains {char!r}, which is reserved in MQTT topics"
-        if unicodedata.category(char).startswith("C"):
-            return f"cabinet id contains the control character U+{ord(char):04X}"
+    for reserved in "+#/":
+        if reserved in cabinet_id:
+            return f"cabinet id contains {reserved!r}, which is reserved in MQTT topics"
+    # isprintable() is False for every control or format character (category C*), and for
+    # some separators that are allowed; only then is the slower per-character check run.
+    if not cabinet_id.isprintable():
+        for char in cabinet_id:
+            if unicodedata.category(char).startswith("C"):
+                return f"cabinet id contains the control character U+{ord(char):04X}"
     if cabinet_id.startswith("$"):
         return "cabinet id starts with '$', which MQTT reserves for broker topics"
     return None
@@ -120,7 +127,7 @@ def _format_utc(value: datetime) -> str:
 def _check_time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError(f"unknown IANA time zone {value!r}") from exc
     return value
 
@@ -332,6 +339,23 @@ CHANNEL_BY_MODEL: Final[dict[type[Message], Channel]] = {
 }
 
 
+class DeadLetter(_Frozen):
+    """A message a server refused, parked with the reason and the original bytes."""
+
+    v: Literal[1] = 1
+    reason: Reason
+    detail: Annotated[str, Field(max_length=2_000)]
+    topic: Annotated[str, Field(max_length=65_535)]
+    payload_b64: str = Field(description="The original payload, base64")
+    payload_bytes: int = Field(ge=0)
+    received_at: UtcTimestamp
+    service: ShortText = Field(description="Which service refused it, e.g. ingest")
+
+
+def dead_letter_topic(reason: Reason) -> str:
+    return f"{DEAD_LETTER_PREFIX}/{reason.value}"
+
+
 def topic(cabinet_id: str, channel: Channel) -> str:
     problem = cabinet_id_problem(cabinet_id)
     if problem:
@@ -367,7 +391,7 @@ def parse_topic(topic_name: str) -> tuple[str, Channel]:
     return parts[2], channel
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Message | DeadLetter) -> bytes:
     return message.model_dump_json(exclude_none=False).encode()
 
 
@@ -458,7 +482,10 @@ def command_id_of(payload: bytes) -> str | None:
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of every channel's payload, keyed by channel name."""
-    return {
+    """The JSON Schema of every channel's payload, keyed by channel name, and of the
+    dead letters servers publish under ``aedfleet/deadletter/v1/{reason}``."""
+    schemas = {
         channel.value: _ADAPTERS[channel].json_schema(mode="serialization") for channel in Channel
     }
+    schemas["deadletter"] = DeadLetter.model_json_schema(mode="serialization")
+    return schemas

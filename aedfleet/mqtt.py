@@ -107,6 +107,7 @@ class InboundMessage:
     payload: bytes
     qos: int
     retain: bool
+    mid: int = 0
 
 
 class KeepAliveTicker:
@@ -175,6 +176,8 @@ class MqttConnection:
         clean_start: bool = True,
         session_expiry_s: int = 0,
         max_inflight: int = 20,
+        manual_ack: bool = False,
+        receive_maximum: int | None = None,
         on_message: Callable[[InboundMessage], None] | None = None,
         on_published: Callable[[int], None] | None = None,
     ) -> None:
@@ -189,6 +192,8 @@ class MqttConnection:
         self._connected: asyncio.Future[bool] = self._loop.create_future()
         self._disconnected: asyncio.Future[str] = self._loop.create_future()
         self._pending_subscribes: dict[int, asyncio.Future[None]] = {}
+        self._awaited_publishes: dict[int, asyncio.Future[None]] = {}
+        self._receive_maximum = receive_maximum
         self._fileno = -1
         self._loop_thread = threading.get_ident()
 
@@ -199,6 +204,7 @@ class MqttConnection:
             protocol=MQTTProtocolVersion.MQTTv5 if mqtt5 else MQTTProtocolVersion.MQTTv311,
             clean_session=None if mqtt5 else clean_start,
             reconnect_on_failure=False,
+            manual_ack=manual_ack,
         )
         client.max_inflight_messages_set(max_inflight)
         client.max_queued_messages_set(0)
@@ -280,6 +286,10 @@ class MqttConnection:
         if settings.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self._session_expiry_s
+            if self._receive_maximum is not None:
+                # Unacknowledged deliveries the broker may have outstanding: with manual
+                # acknowledgement this bounds what a slow consumer holds in memory.
+                properties.ReceiveMaximum = self._receive_maximum
             self._client.connect(
                 settings.host,
                 settings.port,
@@ -305,6 +315,28 @@ class MqttConnection:
                 f"{self.client_id}: publish to {topic} failed: {paho.error_string(info.rc)}"
             )
         return info.mid
+
+    async def publish_confirmed(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish at QoS 1 and wait for the broker's acknowledgement."""
+        mid = self.publish(topic, payload, qos=qos, retain=retain)
+        waiter = self._loop.create_future()
+        self._awaited_publishes[mid] = waiter
+        try:
+            await asyncio.wait_for(waiter, self.settings.connect_timeout_s)
+        except TimeoutError:
+            raise MqttNotConnectedError(
+                f"{self.client_id}: no PUBACK for {topic} from {self.settings.endpoint}"
+            ) from None
+        finally:
+            self._awaited_publishes.pop(mid, None)
+
+    def ack(self, message: InboundMessage) -> None:
+        """Acknowledge a delivery made with ``manual_ack``; a lost connection drops it
+        silently, since the broker redelivers unacknowledged messages anyway."""
+        if message.qos > 0 and self.is_connected:
+            self._client.ack(message.mid, message.qos)
 
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         if not self.is_connected:
@@ -357,7 +389,7 @@ class MqttConnection:
             self._connected.exception()  # retrieved: the caller may never await it
         if not self._disconnected.done():
             self._disconnected.set_result(reason)
-        for waiter in self._pending_subscribes.values():
+        for waiter in [*self._pending_subscribes.values(), *self._awaited_publishes.values()]:
             if not waiter.done():
                 waiter.set_exception(MqttNotConnectedError(f"{self.client_id}: {reason}"))
 
@@ -403,7 +435,7 @@ class MqttConnection:
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         if self._on_message is not None:
             self._on_message(
-                InboundMessage(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain))
+                InboundMessage(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid)
             )
 
     def _handle_publish(
@@ -414,6 +446,9 @@ class MqttConnection:
         reason_code: ReasonCode,
         properties: Properties,
     ) -> None:
+        waiter = self._awaited_publishes.get(mid)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if self._on_published is not None:
             self._on_published(mid)
 

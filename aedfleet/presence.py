@@ -15,11 +15,13 @@ def apply_status(current: Status | None, incoming: Status) -> Status:
     """The status to hold after ``incoming`` arrives while ``current`` is held."""
     if current is None:
         return incoming
+    same_connection = (incoming.boot_id, incoming.seq) == (current.boot_id, current.seq)
     if incoming.state is ConnectionState.OFFLINE:
-        same_connection = (incoming.boot_id, incoming.seq) == (current.boot_id, current.seq)
         if current.state is ConnectionState.ONLINE and not same_connection:
             return current
         return incoming
+    if current.state is ConnectionState.OFFLINE and same_connection:
+        return current  # a redelivered online of a connection that has already ended
     if incoming.ts < current.ts:
         return current
     return incoming

@@ -7,6 +7,7 @@ import pytest
 
 from aedfleet.mqtt import KeepAliveTicker, MqttSettings
 from tests.brokers import MosquittoBroker
+from tests.influx import fresh_influx_server, influx_database, influx_server  # noqa: F401
 
 
 @pytest.fixture

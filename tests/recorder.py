@@ -17,12 +17,17 @@ from aedfleet.mqtt import (
 )
 
 
-async def eventually(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Wait until ``condition()`` holds, failing with ``what`` after ``timeout_s``."""
+async def eventually(
+    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.01
+) -> None:
+    """Wait until ``condition()`` holds, failing with ``what`` after ``timeout_s``.
+
+    Conditions that query a server (InfluxDB, the store) poll less often (``every_s``).
+    """
     async with asyncio.timeout(timeout_s):
         # The conditions are arbitrary predicates over recorded state, so poll them.
         while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(every_s)
     if not condition():
         raise AssertionError(what)
 

@@ -1,0 +1,288 @@
+"""Reading registry files, planning an import, and writing a registry back out.
+
+Import semantics (also in ``docs/registry.md``):
+
+* **Upsert, never delete.** A record in the file is added when its key is new and
+  replaces the stored record when it differs. Records absent from the file are left
+  alone: an import cannot remove a cabinet, a person or an assignment.
+* **Keys.** Cabinets by ``cabinet_id``, people by ``person_id``, assignments by
+  ``(cabinet_id, person_id, role)`` as the state store keys them; ``rank`` is a value, so
+  reordering backups changes their assignments, while naming a new captain adds an
+  assignment and leaves the previous captain's in place.
+* **Idempotent.** Unchanged records are not in the plan, so importing the same file
+  twice makes an empty plan the second time.
+* **All or nothing.** :func:`plan_import` either returns a plan or raises one
+  :class:`~ingest.registry.errors.RegistryError` listing every problem; the state store
+  applies a plan in one transaction.
+
+The pipeline a command runs::
+
+    parsed = read_registry_source(path, on_progress=bar.update)
+    plan = plan_import(store.load_registry(), parsed.registry, origin=parsed.origin)
+    store.apply_registry(plan.upserts)
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+from ingest.registry.csv_format import parse_csv, write_cabinets_csv, write_people_csv
+from ingest.registry.errors import RegistryError, RowProblem, Source
+from ingest.registry.models import Assignment, Cabinet, Person, Registry
+from ingest.registry.osm import parse_geojson
+from ingest.registry.records import Origin, ParsedFile, Progress, RegistryBuilder, column_of
+from ingest.registry.yaml_format import dump_yaml, parse_yaml
+
+__all__ = [
+    "Counts",
+    "ImportPlan",
+    "Origin",
+    "ParsedFile",
+    "RegistryError",
+    "plan_import",
+    "read_registry_file",
+    "read_registry_files",
+    "read_registry_source",
+    "write_registry_file",
+]
+
+_Parser = Callable[[str, str, Progress | None], ParsedFile]
+_PARSERS: Final[Mapping[str, _Parser]] = {
+    ".csv": parse_csv,
+    ".yaml": parse_yaml,
+    ".yml": parse_yaml,
+    ".geojson": parse_geojson,
+    ".json": parse_geojson,
+}
+PEOPLE_SUFFIX: Final = ".people.csv"
+
+_R = TypeVar("_R", Cabinet, Person, Assignment)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPlan:
+    """What an import would write: only the records that are new or differ."""
+
+    upserts: Registry
+    cabinets: Counts
+    people: Counts
+    assignments: Counts
+
+    @property
+    def added(self) -> int:
+        return self.cabinets.added + self.people.added + self.assignments.added
+
+    @property
+    def changed(self) -> int:
+        return self.cabinets.changed + self.people.changed + self.assignments.changed
+
+    @property
+    def unchanged(self) -> int:
+        return self.cabinets.unchanged + self.people.unchanged + self.assignments.unchanged
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.added or self.changed)
+
+
+def read_registry_source(path: Path, *, on_progress: Progress | None = None) -> ParsedFile:
+    """Parse one registry file by its extension, keeping where each record was read.
+
+    ``.csv`` (cabinets or people, told apart by the header), ``.yaml``/``.yml``, and
+    ``.geojson``/``.json`` (OpenStreetMap defibrillators). ``on_progress`` is called with
+    the number of rows read so far, every thousand rows and once at the end.
+    """
+    parser = _PARSERS.get(path.suffix.lower())
+    if parser is None:
+        known = ", ".join(_PARSERS)
+        raise RegistryError([RowProblem(None, path.name, f"unknown file type (known: {known})")])
+    return parser(_read_text(path), path.name, on_progress)
+
+
+def read_registry_file(path: Path, on_progress: Progress | None = None) -> Registry:
+    """The registry one file holds; see :func:`read_registry_source`."""
+    return read_registry_source(path, on_progress=on_progress).registry
+
+
+def read_registry_files(
+    paths: Sequence[Path], *, on_progress: Progress | None = None
+) -> ParsedFile:
+    """Several files as one registry (a people CSV and a cabinets CSV, say).
+
+    An id defined in two files is a problem naming both places. Problems of all files
+    are raised together.
+    """
+    builder = RegistryBuilder()
+    done = 0
+
+    def progress(rows: int) -> None:
+        if on_progress is not None:
+            on_progress(done + rows)
+
+    for path in paths:
+        try:
+            parsed = read_registry_source(path, on_progress=progress)
+        except RegistryError as exc:
+            builder.problems.extend(exc.problems)
+            continue
+        done += len(parsed.registry.cabinets) + len(parsed.registry.people) + parsed.skipped
+        builder.merge(parsed)
+    return builder.build()
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError([RowProblem(None, path.name, f"cannot read: {exc.strerror}")]) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RegistryError(
+            [
+                RowProblem(
+                    line,
+                    path.name,
+                    "not UTF-8 text; save it as UTF-8 (in Excel: 'CSV UTF-8')",
+                )
+            ]
+        ) from None
+
+
+def plan_import(
+    existing: Registry, incoming: Registry, *, origin: Origin | None = None
+) -> ImportPlan:
+    """What importing ``incoming`` into ``existing`` changes. Pure: no I/O.
+
+    Raises :class:`RegistryError` when ``incoming`` names a person who is neither in it
+    nor in ``existing``, has an assignment of a cabinet neither holds, or defines an id
+    twice; ``origin`` (from :func:`read_registry_source`) points the problems at lines.
+    """
+    origin = origin or Origin()
+    problems = _duplicates(incoming)
+    people = {person.person_id for person in incoming.people}
+    people.update(person.person_id for person in existing.people)
+    cabinets = {cabinet.cabinet_id for cabinet in incoming.cabinets}
+    cabinets.update(cabinet.cabinet_id for cabinet in existing.cabinets)
+    for assignment in incoming.assignments:
+        where = origin.cabinets.get(assignment.cabinet_id, Source("import"))
+        column = column_of(assignment.role)
+        if assignment.person_id not in people:
+            problems.append(
+                where.problem(
+                    f"{column}: no person {assignment.person_id!r} in this import "
+                    "or in the registry"
+                )
+            )
+        if assignment.cabinet_id not in cabinets:
+            problems.append(
+                where.problem(f"{column}: no cabinet {assignment.cabinet_id!r} to assign to")
+            )
+    if problems:
+        raise RegistryError(problems)
+    cabinet_upserts, cabinet_counts = _diff(existing.cabinets, incoming.cabinets, _cabinet_key)
+    person_upserts, person_counts = _diff(existing.people, incoming.people, _person_key)
+    assignment_upserts, assignment_counts = _diff(
+        existing.assignments, incoming.assignments, _assignment_key
+    )
+    upserts = Registry.model_construct(
+        cabinets=tuple(cabinet_upserts),
+        people=tuple(person_upserts),
+        assignments=tuple(assignment_upserts),
+    )
+    return ImportPlan(upserts, cabinet_counts, person_counts, assignment_counts)
+
+
+def _cabinet_key(cabinet: Cabinet) -> str:
+    return cabinet.cabinet_id
+
+
+def _person_key(person: Person) -> str:
+    return person.person_id
+
+
+def _assignment_key(assignment: Assignment) -> Hashable:
+    """The state store's primary key of an assignment; ``rank`` is a value."""
+    return (assignment.cabinet_id, assignment.person_id, assignment.role)
+
+
+def _diff(
+    existing: Iterable[_R], incoming: Iterable[_R], key: Callable[[_R], Hashable]
+) -> tuple[list[_R], Counts]:
+    stored = {key(record): record for record in existing}
+    upserts: list[_R] = []
+    added = changed = unchanged = 0
+    for record in incoming:
+        old = stored.get(key(record))
+        if old is None:
+            added += 1
+        elif type(old) is type(record) and old.__dict__ == record.__dict__:
+            # What pydantic's == compares for these frozen models without extras or
+            # private attributes, at a fraction of the cost on 100,000 records.
+            unchanged += 1
+            continue
+        else:
+            changed += 1
+        upserts.append(record)
+    return upserts, Counts(added, changed, unchanged)
+
+
+def _duplicates(registry: Registry) -> list[RowProblem]:
+    problems = []
+    for kind, keys in (
+        ("cabinet", [_cabinet_key(cabinet) for cabinet in registry.cabinets]),
+        ("person", [_person_key(person) for person in registry.people]),
+        ("assignment", [_assignment_key(assignment) for assignment in registry.assignments]),
+    ):
+        seen: set[Hashable] = set()
+        for item in keys:
+            if item in seen:
+                problems.append(RowProblem(None, "import", f"{kind} {item!r} is given twice"))
+            seen.add(item)
+    return problems
+
+
+def write_registry_file(registry: Registry, path: Path) -> tuple[Path, ...]:
+    """Export ``registry`` in the format ``path``'s extension names; returns the files written.
+
+    ``.yaml``/``.yml`` write one document. ``.csv`` writes the cabinets (with their
+    people columns) to ``path`` and, when there are people, the people to a sibling
+    ``<stem>.people.csv``; import both together with :func:`read_registry_files`.
+    """
+    suffix = path.suffix.lower()
+    if suffix in {".yaml", ".yml"}:
+        _write(path, dump_yaml(registry))
+        return (path,)
+    if suffix == ".csv":
+        cabinets = io.StringIO()
+        write_cabinets_csv(registry, cabinets)
+        _write(path, cabinets.getvalue())
+        if not registry.people:
+            return (path,)
+        people_path = path.with_name(path.stem + PEOPLE_SUFFIX)
+        people = io.StringIO()
+        write_people_csv(registry.people, people)
+        _write(people_path, people.getvalue())
+        return (path, people_path)
+    raise RegistryError([RowProblem(None, path.name, "can export only to .csv, .yaml or .yml")])
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise RegistryError(
+            [RowProblem(None, path.name, f"cannot write: {exc.strerror}")]
+        ) from None

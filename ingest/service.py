@@ -1,0 +1,382 @@
+"""The ingest service: every valid cabinet message into InfluxDB and the state store.
+
+Flow for each batch (bounded by size and by time)::
+
+    MQTT (shared subscription, persistent session, manual acknowledgement)
+      -> screen: contract, registry, duplicates  -- refused -> dead-letter topic
+      -> InfluxDB (line protocol, retried with backoff until written)
+      -> state store twins (one transaction)
+      -> sinks (alerting, in process)
+      -> PUBACK for every message of the batch
+
+A message is acknowledged only after everything it feeds is durable, so a crash or an
+outage loses nothing: the broker redelivers what was not acknowledged, and redelivery
+is harmless (points carry the device timestamp and overwrite themselves; twins move
+only forward; duplicates are dropped by cabinet, boot id and sequence number). While
+InfluxDB is down, unacknowledged deliveries pile up to the MQTT receive maximum and the
+broker stops sending: that is the back-pressure, and the broker holds the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from prometheus_client import start_http_server
+
+from aedfleet.contract import (
+    CabinetMessage,
+    ConnectionState,
+    DeadLetter,
+    Reason,
+    Status,
+    dead_letter_topic,
+    encode,
+)
+from aedfleet.mqtt import (
+    InboundMessage,
+    KeepAliveTicker,
+    MqttConnection,
+    MqttError,
+)
+from edge_agent.backoff import reconnect_delay
+from ingest.config import IngestSettings
+from ingest.influx import InfluxWriteError, InfluxWriter
+from ingest.metrics import IngestMetrics
+from ingest.ratelimit import RateLimiter
+from ingest.screening import Ignored, Refused, screen
+from ingest.sequence import SequenceTracker
+from ingest.store.store import StateStore, StoreError
+from ingest.telemetry import CabinetTags, to_line
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+SERVICE_NAME = "ingest"
+FLEET_FILTER = "aed/v1/#"
+
+
+class MessageSink(Protocol):
+    """Where accepted messages go after they are stored (alerting plugs in here)."""
+
+    async def accept(self, messages: Sequence[CabinetMessage]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    message: InboundMessage
+    connection: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    delivery: _Delivery
+    reason: Reason
+    detail: str
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        sinks: Sequence[MessageSink] = (),
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or IngestMetrics()
+        self.subscribed = asyncio.Event()
+        self.metrics_port: int | None = None
+        self._sinks = list(sinks)
+        self._inbox: deque[_Delivery] = deque()
+        self._arrived = asyncio.Event()
+        self._connection: MqttConnection | None = None
+        self._connection_number = 0
+        self._tracker = SequenceTracker()
+        self._tags: dict[str, CabinetTags] = {}
+        self._log_limiter = RateLimiter(per_second=1.0, burst=10)
+        self._rng = random.Random()
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._store: StateStore | None = None
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        async with contextlib.AsyncExitStack() as cleanup:
+            cleanup.callback(self._store_thread.shutdown, wait=True)
+            store = await self._in_store_thread(StateStore.open, self.settings.store_url)
+            self._store = store
+            cleanup.push_async_callback(self._in_store_thread, store.close)
+            await self._refresh_registry()
+            if self.settings.metrics_port is not None:
+                server, thread = start_http_server(
+                    self.settings.metrics_port,
+                    addr=self.settings.metrics_host,
+                    registry=self.metrics.registry,
+                )
+                self.metrics_port = int(server.server_port)
+                cleanup.callback(thread.join, 5)
+                cleanup.callback(server.server_close)
+                cleanup.callback(server.shutdown)
+            ticker = await cleanup.enter_async_context(KeepAliveTicker())
+            writer = await cleanup.enter_async_context(InfluxWriter(self.settings.influx))
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._link_loop(ticker), name="ingest-link")
+                tasks.create_task(self._batch_loop(writer), name="ingest-batches")
+                tasks.create_task(self._registry_loop(), name="ingest-registry")
+
+    # -- MQTT ----------------------------------------------------------------------------
+
+    async def _link_loop(self, ticker: KeepAliveTicker) -> None:
+        settings = self.settings
+        topic_filter = (
+            f"$share/{settings.share_group}/{FLEET_FILTER}"
+            if settings.share_group
+            else FLEET_FILTER
+        )
+        failures = 0
+        while True:
+            self._connection_number += 1
+            number = self._connection_number
+            connection = MqttConnection(
+                settings.mqtt,
+                settings.client_id,
+                ticker,
+                clean_start=False,
+                session_expiry_s=settings.session_expiry_s,
+                manual_ack=True,
+                receive_maximum=settings.receive_maximum,
+                on_message=functools.partial(self._on_message, connection=number),
+            )
+            try:
+                await connection.connect()
+                await connection.subscribe(topic_filter, qos=1)
+            except MqttError as exc:
+                connection.abort()
+                delay = reconnect_delay(settings.reconnect, failures, self._rng)
+                failures += 1
+                log.warning("ingest: %s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            self._connection = connection
+            self.subscribed.set()
+            log.info("ingest: subscribed to %s on %s", topic_filter, settings.mqtt.endpoint)
+            try:
+                reason = await connection.wait_closed()
+            finally:
+                self.subscribed.clear()
+                connection.abort()
+            self._connection = None
+            # Deliveries of a closed connection cannot be acknowledged any more; the broker
+            # sends them again on the next connection.
+            self._inbox = deque(d for d in self._inbox if d.connection != number)
+            self.metrics.buffer_depth.set(len(self._inbox))
+            log.warning("ingest: %s; reconnecting", reason)
+            await asyncio.sleep(reconnect_delay(settings.reconnect, 0, self._rng))
+
+    def _on_message(self, message: InboundMessage, connection: int) -> None:
+        self._inbox.append(_Delivery(message, connection))
+        self.metrics.received.inc()
+        self.metrics.buffer_depth.set(len(self._inbox))
+        self._arrived.set()
+
+    def _ack(self, deliveries: Sequence[_Delivery]) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        for delivery in deliveries:
+            if delivery.connection == self._connection_number:
+                connection.ack(delivery.message)
+
+    # -- batches -------------------------------------------------------------------------
+
+    async def _batch_loop(self, writer: InfluxWriter) -> None:
+        limit = self.settings.batch_max_messages
+        while True:
+            while not self._inbox:
+                self._arrived.clear()
+                await self._arrived.wait()
+            deadline = time.monotonic() + self.settings.batch_max_delay_s
+            while len(self._inbox) < limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+            batch = [self._inbox.popleft() for _ in range(min(limit, len(self._inbox)))]
+            await self._commit(batch, writer)
+            self.metrics.buffer_depth.set(len(self._inbox))
+
+    async def _commit(self, batch: list[_Delivery], writer: InfluxWriter) -> None:
+        accepted, refused = self._screen(batch)
+        if accepted:
+            received_at = datetime.now(UTC)
+            lines = [
+                line
+                for message in accepted
+                if (
+                    line := to_line(
+                        _as_stored(message, received_at), self._tags[message.cabinet_id]
+                    )
+                )
+                is not None
+            ]
+            await self._write_lines(lines, writer)
+            store = self._require_store()
+            await self._retry_store(lambda: store.apply_messages(accepted))
+            for sink in self._sinks:
+                await sink.accept(accepted)
+        for refusal in refused:
+            if not await self._dead_letter(refusal):
+                # Not parked, so not acknowledged: the broker will deliver it again.
+                batch = [d for d in batch if d is not refusal.delivery]
+        for message in accepted:
+            if not isinstance(message, Status):
+                observation = self._tracker.record(message.cabinet_id, message.boot_id, message.seq)
+                if observation.gap:
+                    self.metrics.gaps.inc(observation.gap)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.written.inc(len(accepted))
+        self._ack(batch)
+
+    def _screen(self, batch: list[_Delivery]) -> tuple[list[CabinetMessage], list[_Refusal]]:
+        accepted: list[CabinetMessage] = []
+        refused: list[_Refusal] = []
+        in_batch: set[tuple[str, str, int]] = set()
+        for delivery in batch:
+            message = screen(delivery.message.topic, delivery.message.payload, self._tags)
+            if isinstance(message, Ignored):
+                continue
+            if isinstance(message, Refused):
+                refused.append(_Refusal(delivery, message.reason, message.detail))
+                continue
+            if not isinstance(message, Status):
+                key = (message.cabinet_id, message.boot_id, message.seq)
+                seen = self._tracker.check(*key)
+                if seen.duplicate or key in in_batch:
+                    self.metrics.duplicates.inc()
+                    continue
+                in_batch.add(key)
+            accepted.append(message)
+        for refusal in refused:
+            self.metrics.invalid.labels(refusal.reason.value).inc()
+            self._log_refusal(refusal)
+        return accepted, refused
+
+    def _log_refusal(self, refusal: _Refusal) -> None:
+        key = refusal.reason.value
+        if self._log_limiter.allow(key, time.monotonic()):
+            suppressed = self._log_limiter.take_suppressed(key)
+            more = f" ({suppressed} more since the last one)" if suppressed else ""
+            log.warning(
+                "ingest: refused a message on %s: %s: %s%s",
+                refusal.delivery.message.topic[:200],
+                key,
+                refusal.detail[:300],
+                more,
+            )
+
+    async def _dead_letter(self, refusal: _Refusal) -> bool:
+        connection = self._connection
+        if connection is None:
+            return False
+        payload = refusal.delivery.message.payload
+        letter = DeadLetter(
+            reason=refusal.reason,
+            detail=refusal.detail[:2_000],
+            topic=refusal.delivery.message.topic,
+            payload_b64=base64.b64encode(payload).decode(),
+            payload_bytes=len(payload),
+            received_at=datetime.now(UTC),
+            service=SERVICE_NAME,
+        )
+        try:
+            await connection.publish_confirmed(dead_letter_topic(refusal.reason), encode(letter))
+        except MqttError as exc:
+            log.warning("ingest: could not park a refused message: %s", exc)
+            return False
+        return True
+
+    async def _write_lines(self, lines: list[str], writer: InfluxWriter) -> None:
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await writer.write(lines)
+            except InfluxWriteError as exc:
+                self.metrics.write_failures.inc()
+                if not exc.retryable:
+                    # Lines come from validated messages, so a refusal is a schema bug:
+                    # stop rather than acknowledge what was never stored.
+                    raise
+                delay = reconnect_delay(self.settings.write_retry, failures, self._rng)
+                failures += 1
+                if self._log_limiter.allow("influx", time.monotonic()):
+                    log.warning("ingest: %s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.metrics.write_seconds.observe(time.monotonic() - started)
+            return
+
+    async def _retry_store(self, work: Callable[[], None]) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._in_store_thread(work)
+            except StoreError as exc:
+                delay = reconnect_delay(self.settings.write_retry, failures, self._rng)
+                failures += 1
+                log.warning("ingest: state store: %s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            return
+
+    # -- registry ------------------------------------------------------------------------
+
+    async def _registry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.registry_refresh_s)
+            try:
+                await self._refresh_registry()
+            except StoreError as exc:
+                log.warning("ingest: cannot refresh the registry: %s", exc)
+
+    async def _refresh_registry(self) -> None:
+        store = self._require_store()
+        registry = await self._in_store_thread(store.load_registry)
+        self._tags = {
+            cabinet.cabinet_id: CabinetTags.from_cabinet(cabinet) for cabinet in registry.cabinets
+        }
+
+    def _require_store(self) -> StateStore:
+        if self._store is None:
+            raise RuntimeError("the state store is not open")
+        return self._store
+
+    async def _in_store_thread(self, work: Callable[..., T], *args: Any) -> T:
+        # The store is synchronous SQLAlchemy; one thread keeps it off the event loop.
+        return await asyncio.get_running_loop().run_in_executor(self._store_thread, work, *args)
+
+
+def _as_stored(message: CabinetMessage, received_at: datetime) -> CabinetMessage:
+    """The message as written to InfluxDB.
+
+    A last will carries the time its connection was opened, which sorts it before the
+    ``online`` of that same connection; written at the time it arrived instead, the
+    ``status`` series reads in the order things happened. (A redelivered will is
+    written again a little later: a second identical ``offline`` point, harmless.)
+    """
+    if isinstance(message, Status) and message.state is ConnectionState.OFFLINE:
+        return message.model_copy(update={"ts": max(message.ts, received_at)})
+    return message

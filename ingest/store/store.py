@@ -1,0 +1,379 @@
+"""The state store: the fleet registry and every cabinet's twin, in SQLite or PostgreSQL.
+
+Synchronous by design (SQLAlchemy Core); the ingest service calls it from a worker
+thread. The store is safe to share between threads and between processes writing the
+same database: every write is one transaction, and twins are updated read-modify-write
+under a lock (the affected rows on PostgreSQL, the database on SQLite), with the pure
+:func:`ingest.twin.apply_message` doing the modify.
+
+Only :mod:`ingest.registry.models` values, :class:`ingest.twin.Twin` and
+:class:`StoreError` cross this interface; SQLAlchemy stays inside.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from enum import Enum
+from itertools import islice
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import ColumnElement, Connection, Engine, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.dml import Insert
+
+from aedfleet.contract import CabinetMessage
+from ingest.registry.models import Assignment, Cabinet, Person, Registry, Role
+from ingest.store.engine import DEFAULT_TIMEOUT_S, WRITE, create_store_engine, describe, reason
+from ingest.store.errors import StoreError
+from ingest.store.migration import upgrade
+from ingest.store.tables import assignments, cabinets, people, twins
+from ingest.twin import Twin, apply_message
+
+__all__ = ["StateStore", "StoreError"]
+
+# Ids per "IN (...)" query: well below SQLite's and PostgreSQL's limits on parameters.
+_CHUNK: Final = 500
+_ROLE_ORDER: Final = {role: index for index, role in enumerate(Role)}
+
+M = TypeVar("M", bound=BaseModel)
+
+
+_PLAIN: Final = frozenset({str, int, float, bool, date, datetime, type(None)})
+
+
+def _column_value(value: object) -> object:
+    """A model's field value as the database column holds it."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, str | int | float | date | datetime):
+        return value
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)  # URLs and other string-like values
+
+
+def _row(model: BaseModel) -> dict[str, object]:
+    """The model's fields as column values (the hot path of bulk writes)."""
+    return {
+        name: value if type(value) in _PLAIN else _column_value(value)
+        for name, value in model.__dict__.items()
+    }
+
+
+def _model(kind: type[M], row: Mapping[str, Any]) -> M:
+    try:
+        return kind.model_validate(row)
+    except ValidationError as exc:
+        raise StoreError(f"stored {kind.__name__.lower()} is invalid: {exc}") from None
+
+
+def _in_code_point_order(connection: Connection, *columns: ColumnElement[str]) -> list[Any]:
+    """ORDER BY terms that sort text as Python's sorted() does, on either backend.
+
+    SQLite compares text by code point already; PostgreSQL's "C" collation does too.
+    """
+    if connection.dialect.name == "postgresql":
+        return [column.collate("C") for column in columns]
+    return list(columns)
+
+
+def _duplicates(keys: Iterable[object]) -> list[object]:
+    seen: set[object] = set()
+    repeated: dict[object, None] = {}
+    for key in keys:
+        if key in seen:
+            repeated[key] = None
+        seen.add(key)
+    return list(repeated)
+
+
+def _listing(items: Sequence[str], limit: int = 10) -> str:
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class StateStore:
+    """The registry and the twins of one database. Create it with :meth:`open`."""
+
+    def __init__(self, *, _engine: Engine) -> None:
+        self._engine = _engine
+        self._upsert_cache: dict[str, Insert] = {}
+
+    @classmethod
+    def open(cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> StateStore:
+        """Connect to ``sqlite:///path`` or ``postgresql+psycopg://...`` and migrate it.
+
+        ``timeout_s`` bounds connecting and every wait for a lock.
+        """
+        engine = create_store_engine(url, timeout_s)
+        try:
+            upgrade(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(_engine=engine)
+
+    def close(self) -> None:
+        """Close every pooled connection; the store is unusable afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self, action: str) -> Iterator[Connection]:
+        """A connection whose reads all see one snapshot (SQLite's transactions always do)."""
+        with self._translated(action), self._engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            yield connection
+
+    @contextmanager
+    def _writing(self, action: str) -> Iterator[Connection]:
+        with self._translated(action), self._engine.connect() as connection:
+            connection.execution_options(**WRITE)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise StoreError(
+                f"{action} violates a constraint of {describe(self._engine)}: {reason(exc)}"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {action} in {describe(self._engine)}: {reason(exc)}") from exc
+
+    def _upsert(self, connection: Connection, table: Table) -> Insert:
+        """INSERT … ON CONFLICT (primary key) DO UPDATE every other column."""
+        cached = self._upsert_cache.get(table.name)
+        if cached is not None:
+            return cached
+        key = [column.name for column in table.primary_key]
+        statement: postgresql.Insert | sqlite.Insert
+        if connection.dialect.name == "postgresql":
+            statement = postgresql.insert(table)
+        else:
+            statement = sqlite.insert(table)
+        others = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key}
+        upsert = statement.on_conflict_do_update(index_elements=key, set_=others)
+        self._upsert_cache[table.name] = upsert
+        return upsert
+
+    # -- registry ------------------------------------------------------------------------
+
+    def load_registry(self) -> Registry:
+        """Every cabinet, person and assignment, ordered by key."""
+        with self._reading("load the registry") as connection:
+            cabinet_rows = connection.execute(
+                select(cabinets).order_by(*_in_code_point_order(connection, cabinets.c.cabinet_id))
+            )
+            found_cabinets = tuple(_model(Cabinet, row._asdict()) for row in cabinet_rows)
+            people_rows = connection.execute(
+                select(people).order_by(*_in_code_point_order(connection, people.c.person_id))
+            )
+            found_people = tuple(_model(Person, row._asdict()) for row in people_rows)
+            assignment_rows = connection.execute(
+                select(assignments).order_by(
+                    *_in_code_point_order(connection, *assignments.primary_key.columns)
+                )
+            )
+            found_assignments = tuple(_model(Assignment, row._asdict()) for row in assignment_rows)
+        return Registry(cabinets=found_cabinets, people=found_people, assignments=found_assignments)
+
+    def apply_registry(self, upserts: Registry) -> None:
+        """Insert or update exactly the given records, all in one transaction or none.
+
+        Raises :class:`StoreError` naming the offending ids when the batch repeats a key
+        or an assignment names a cabinet or person that is neither in the batch nor stored.
+        """
+        _check_unique(upserts)
+        with self._writing("apply the registry") as connection:
+            self._check_references(connection, upserts)
+            for table, records in (
+                (cabinets, upserts.cabinets),
+                (people, upserts.people),
+                (assignments, upserts.assignments),
+            ):
+                if records:
+                    connection.execute(
+                        self._upsert(connection, table), [_row(record) for record in records]
+                    )
+
+    def _check_references(self, connection: Connection, upserts: Registry) -> None:
+        given_cabinets = {cabinet.cabinet_id for cabinet in upserts.cabinets}
+        given_people = {person.person_id for person in upserts.people}
+        stored_cabinets = _existing(
+            connection,
+            cabinets.c.cabinet_id,
+            {a.cabinet_id for a in upserts.assignments} - given_cabinets,
+        )
+        stored_people = _existing(
+            connection,
+            people.c.person_id,
+            {a.person_id for a in upserts.assignments} - given_people,
+        )
+        known_cabinets = given_cabinets | stored_cabinets
+        known_people = given_people | stored_people
+        problems = [
+            f"assignment ({a.cabinet_id!r}, {a.person_id!r}, {a.role.value}) names unknown {what}"
+            for a in upserts.assignments
+            for what, known in (
+                (f"cabinet {a.cabinet_id!r}", a.cabinet_id in known_cabinets),
+                (f"person {a.person_id!r}", a.person_id in known_people),
+            )
+            if not known
+        ]
+        if problems:
+            raise StoreError(f"registry not applied: {_listing(problems)}")
+
+    def cabinet_ids(self) -> set[str]:
+        with self._reading("list the cabinets") as connection:
+            return set(connection.scalars(select(cabinets.c.cabinet_id)))
+
+    def cabinet(self, cabinet_id: str) -> Cabinet | None:
+        with self._reading(f"read cabinet {cabinet_id!r}") as connection:
+            row = connection.execute(
+                select(cabinets).where(cabinets.c.cabinet_id == cabinet_id)
+            ).first()
+        return None if row is None else _model(Cabinet, row._asdict())
+
+    def assignments_for(self, cabinet_id: str) -> list[tuple[Assignment, Person]]:
+        """Who looks after a cabinet: captains, then backups by rank, then coordinators."""
+        with self._reading(f"read the assignments of cabinet {cabinet_id!r}") as connection:
+            rows = connection.execute(
+                select(assignments, people)
+                .join(people, people.c.person_id == assignments.c.person_id)
+                .where(assignments.c.cabinet_id == cabinet_id)
+            ).all()
+        pairs = [
+            (
+                _model(Assignment, {c.name: row._mapping[c] for c in assignments.columns}),
+                _model(Person, {c.name: row._mapping[c] for c in people.columns}),
+            )
+            for row in rows
+        ]
+        return sorted(
+            pairs, key=lambda pair: (_ROLE_ORDER[pair[0].role], pair[0].rank, pair[0].person_id)
+        )
+
+    # -- twins -----------------------------------------------------------------------------
+
+    def apply_messages(self, messages: Sequence[CabinetMessage]) -> None:
+        """Fold a batch of messages into the twins, in one transaction.
+
+        Safe with several writers: on PostgreSQL the affected twin rows are locked
+        (``SELECT … FOR UPDATE``, in cabinet id order, after inserting the missing ones so
+        that they can be locked too); on SQLite the transaction takes the write lock first.
+        """
+        if not messages:
+            return
+        by_cabinet: dict[str, list[CabinetMessage]] = defaultdict(list)
+        for message in messages:
+            by_cabinet[message.cabinet_id].append(message)
+        cabinet_ids = sorted(by_cabinet)
+        with self._writing(f"apply {len(messages)} messages to the twins") as connection:
+            held = self._lock_twins(connection, cabinet_ids)
+            changed: list[dict[str, object]] = []
+            for cabinet_id in cabinet_ids:
+                before = held.get(cabinet_id)
+                after = before
+                for message in by_cabinet[cabinet_id]:
+                    after = apply_message(after, message)
+                if after is not None and after != before:
+                    changed.append(_row(after))
+            if changed:
+                connection.execute(self._upsert(connection, twins), changed)
+
+    def _lock_twins(self, connection: Connection, cabinet_ids: list[str]) -> dict[str, Twin]:
+        """The stored twins of ``cabinet_ids``, locked for this transaction."""
+        locking = connection.dialect.name == "postgresql"
+        if locking:
+            # A row that does not exist cannot be locked: create it first. In id order,
+            # like the locks below, so that concurrent batches cannot deadlock.
+            connection.execute(
+                postgresql.insert(twins).on_conflict_do_nothing(index_elements=["cabinet_id"]),
+                [{"cabinet_id": cabinet_id} for cabinet_id in cabinet_ids],
+            )
+        held: dict[str, Twin] = {}
+        for chunk in _chunks(cabinet_ids):
+            query = select(twins).where(twins.c.cabinet_id.in_(chunk))
+            if locking:
+                # Lock in the order of sorted(cabinet_ids): one lock order for every batch.
+                query = query.order_by(
+                    *_in_code_point_order(connection, twins.c.cabinet_id)
+                ).with_for_update()
+            for row in connection.execute(query):
+                twin = _twin(row._asdict())
+                if twin is not None:
+                    held[twin.cabinet_id] = twin
+        return held
+
+    def twin(self, cabinet_id: str) -> Twin | None:
+        with self._reading(f"read the twin of cabinet {cabinet_id!r}") as connection:
+            row = connection.execute(select(twins).where(twins.c.cabinet_id == cabinet_id)).first()
+        return None if row is None else _twin(row._asdict())
+
+    def twins(self) -> list[Twin]:
+        """Every twin, ordered by cabinet id."""
+        with self._reading("read the twins") as connection:
+            rows = connection.execute(
+                select(twins).order_by(*_in_code_point_order(connection, twins.c.cabinet_id))
+            )
+            found = [_twin(row._asdict()) for row in rows]
+        return [twin for twin in found if twin is not None]
+
+
+_EMPTY_TWIN_FIELDS: Final = frozenset(Twin.model_fields) - {"cabinet_id"}
+
+
+def _twin(row: Mapping[str, Any]) -> Twin | None:
+    """The twin of a row; None for a row created only to be locked, never filled."""
+    if all(row[name] is None for name in _EMPTY_TWIN_FIELDS):
+        return None
+    return _model(Twin, row)
+
+
+def _check_unique(upserts: Registry) -> None:
+    keys: list[tuple[str, list[object]]] = [
+        ("cabinets", [c.cabinet_id for c in upserts.cabinets]),
+        ("people", [p.person_id for p in upserts.people]),
+        ("assignments", [(a.cabinet_id, a.person_id, a.role.value) for a in upserts.assignments]),
+    ]
+    for what, ids in keys:
+        repeated = _duplicates(ids)
+        if repeated:
+            shown = _listing([repr(key) for key in repeated])
+            raise StoreError(f"registry not applied: the batch repeats the {what} {shown}")
+
+
+def _existing(connection: Connection, column: Any, ids: set[str]) -> set[str]:
+    """Which of ``ids`` are stored in ``column``."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(ids)):
+        found.update(connection.scalars(select(column).where(column.in_(chunk))))
+    return found
