@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CABINETS ?= 5000
 
-.PHONY: setup demo test lint typecheck unit bench-sim schemas
+.PHONY: setup demo test lint typecheck unit bench-sim bench-ingest schemas
 
 setup:
 	bash scripts/setup.sh
@@ -30,3 +30,8 @@ schemas: setup
 # How many simulated cabinets one process sustains (a benchmark, not a test).
 bench-sim: setup
 	PYTHONPATH=. $(BIN)/python benchmarks/sim_capacity.py --cabinets $(CABINETS)
+
+# Ingest throughput against bare-MQTT and raw-InfluxDB baselines, with a profile.
+MESSAGES ?= 100000
+bench-ingest: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/ingest_throughput.py --messages $(MESSAGES)

@@ -144,6 +144,21 @@ class KeepAliveTicker:
                 client.loop_misc()
 
 
+MAX_PACKETS_PER_READ = 1_000
+
+
+def _has_pending_bytes(sock: object) -> bool:
+    if not isinstance(sock, socket.socket):
+        return False
+    # An SSL socket may hold decrypted bytes the kernel no longer reports.
+    if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+        return True
+    try:
+        return bool(socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False
+
+
 def _close_orphaned_sockets(error: BaseException) -> None:
     """Close sockets that paho opened but dropped when its TLS handshake failed.
 
@@ -474,12 +489,15 @@ class MqttConnection:
             waiter.set_result(None)
 
     def _read(self) -> None:
+        # paho's loop_read() decodes one packet per call for QoS 1 traffic; going back
+        # to the selector after each one would cost a wake-up per message, so keep
+        # reading while bytes are waiting, up to a bound that keeps the loop fair.
         try:
-            self._client.loop_read()
-            sock = self._client.socket()
-            # An SSL socket may hold decoded bytes that the selector will not report.
-            while isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
-                self._client.loop_read()
+            for _ in range(MAX_PACKETS_PER_READ):
+                if self._client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return
+                if not _has_pending_bytes(self._client.socket()):
+                    return
         except OSError as exc:
             self.abort()
             log.debug("%s: read failed: %s", self.client_id, exc)

@@ -232,9 +232,13 @@ class IngestService:
                 )
                 is not None
             ]
-            await self._write_lines(lines, writer)
             store = self._require_store()
-            await self._retry_store(lambda: store.apply_messages(accepted))
+            # InfluxDB answers over the network while the store works in its thread, so the
+            # two overlap; both must succeed before anything is acknowledged.
+            await asyncio.gather(
+                self._write_lines(lines, writer),
+                self._retry_store(lambda: store.apply_messages(accepted)),
+            )
             for sink in self._sinks:
                 await sink.accept(accepted)
         for refusal in refused:
