@@ -225,7 +225,8 @@ async def test_bad_payloads_are_parked_by_reason_and_the_service_goes_on(
         assert letter.reason is reason, (payload[:60], letter.detail)
         assert letter_topic == f"{DEAD_LETTER_PREFIX}/{reason.value}"
     invalid = service.metrics.invalid
-    assert sum(invalid.labels(reason.value)._value.get() for reason in Reason) == len(corpus)
+    # At least once: a redelivered refusal is counted (and parked) again.
+    assert sum(invalid.labels(reason.value)._value.get() for reason in Reason) >= len(corpus)
 
 
 def test_ingest_config_errors_name_the_key(tmp_path: Path) -> None:
