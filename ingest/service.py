@@ -358,10 +358,10 @@ class IngestService:
 
     async def _refresh_registry(self) -> None:
         store = self._require_store()
-        registry = await self._in_store_thread(store.load_registry)
-        self._tags = {
-            cabinet.cabinet_id: CabinetTags.from_cabinet(cabinet) for cabinet in registry.cabinets
-        }
+        # Only the cabinets: people and assignments are not needed to tag telemetry, and
+        # this runs on the store thread that the batches wait for.
+        cabinets = await self._in_store_thread(store.load_cabinets)
+        self._tags = {cabinet.cabinet_id: CabinetTags.from_cabinet(cabinet) for cabinet in cabinets}
 
     def _require_store(self) -> StateStore:
         if self._store is None:

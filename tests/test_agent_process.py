@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +22,9 @@ from aedfleet.contract import (
 )
 from aedfleet.mqtt import KeepAliveTicker
 from tests.brokers import MosquittoBroker
+from tests.commands import AEDFLEET, REPO, command_env
 from tests.conftest import broker_settings
 from tests.recorder import Recorder, eventually
-
-REPO = Path(__file__).resolve().parent.parent
-AEDFLEET = str(Path(sys.executable).with_name("aedfleet"))
 
 
 def write_config(path: Path, cabinet_id: str, port: int, outbox: Path) -> Path:
@@ -62,11 +58,10 @@ options = {{ event_interval_s = 0.02 }}
 class AgentProcess:
     def __init__(self, config: Path, log: Path) -> None:
         self._log = log.open("ab")
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.process = subprocess.Popen(
             [AEDFLEET, "agent", "--config", str(config)],
             cwd=REPO,
-            env=env,
+            env=command_env(),
             stdout=self._log,
             stderr=self._log,
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from edge_agent.config import (
 )
 from edge_agent.outbox import OutboxSettings
 from edge_agent.service import prepare_agent
+from tests.commands import AEDFLEET
 
 CABINET = """
 [cabinet]
@@ -29,7 +29,6 @@ aed_model = "HeartStart FRx"
 aed_serial = "B12K-00042"
 """
 COUNTING_DRIVER = "tests.scripted_hardware:counting_hardware"
-AEDFLEET = Path(sys.executable).with_name("aedfleet")
 
 
 @pytest.fixture(autouse=True)
@@ -297,7 +296,7 @@ def test_hardware_options_the_driver_rejects_are_named(tmp_path: Path) -> None:
 def _run_agent(config: Path) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     return subprocess.run(
-        [str(AEDFLEET), "agent", "--config", str(config)],
+        [AEDFLEET, "agent", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,6 @@ import base64
 import contextlib
 import json
 import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from ingest.influx import InfluxSettings
 from ingest.service import IngestService
 from ingest.store.store import StateStore
 from tests.brokers import MosquittoBroker
+from tests.commands import AEDFLEET
 from tests.conftest import broker_settings
 from tests.influx import InfluxServer
 from tests.ingest_support import duplicates, published, seed_registry, stored_points
@@ -233,7 +233,7 @@ def test_ingest_config_errors_name_the_key(tmp_path: Path) -> None:
     config = tmp_path / "ingest.toml"
     config.write_text("batch_max_messages = 0\n[influx]\nurl = 5\n", encoding="utf-8")
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("aedfleet")), "ingest", "--config", str(config)],
+        [AEDFLEET, "ingest", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from aedfleet.mqtt import KeepAliveTicker
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from firmware_sim.scenario import FleetDefaults, Scenario
 from tests.brokers import MosquittoBroker
+from tests.commands import AEDFLEET, REPO, command_env
 from tests.conftest import broker_settings
 from tests.influx import InfluxServer
 from tests.ingest_support import (
@@ -29,16 +28,13 @@ from tests.ingest_support import (
 )
 from tests.recorder import Recorder, eventually
 
-REPO = Path(__file__).resolve().parent.parent
-AEDFLEET = str(Path(sys.executable).with_name("aedfleet"))
-
 
 def start_ingest(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as output:
         return subprocess.Popen(
             [AEDFLEET, "ingest", "--config", str(config)],
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env=command_env(),
             stdout=output,
             stderr=output,
         )

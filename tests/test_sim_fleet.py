@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +28,9 @@ from firmware_sim.fleet import FleetSettings, FleetStats, SimulatedFleet
 from firmware_sim.ground_truth import read_ground_truth
 from firmware_sim.scenario import SCENARIO_DIR, load_scenario
 from tests.brokers import MosquittoBroker
+from tests.commands import AEDFLEET
 from tests.conftest import broker_settings
 from tests.recorder import Recorder, eventually
-
-AEDFLEET = str(Path(sys.executable).with_name("aedfleet"))
 
 
 async def test_every_fault_shows_on_the_wire_and_in_the_ground_truth(

@@ -195,6 +195,7 @@ def test_the_registry_round_trips_with_chinese_text(store: StateStore) -> None:
     store.apply_registry(registry())
 
     assert store.load_registry() == by_key(registry())
+    assert store.load_cabinets() == by_key(registry()).cabinets
     assert store.cabinet_ids() == {"SZ-0001", "SZ-0002", "SZ-3"}
     assert store.cabinet("SZ-0002") == cabinet("SZ-0002", name="福田站 B 出口")
     duty = store.assignments_for("SZ-0001")

@@ -186,13 +186,21 @@ class StateStore:
 
     # -- registry ------------------------------------------------------------------------
 
+    def load_cabinets(self) -> tuple[Cabinet, ...]:
+        """Every cabinet, ordered by id (without the people and assignments)."""
+        with self._reading("load the cabinets") as connection:
+            return self._cabinets(connection)
+
+    def _cabinets(self, connection: Connection) -> tuple[Cabinet, ...]:
+        rows = connection.execute(
+            select(cabinets).order_by(*_in_code_point_order(connection, cabinets.c.cabinet_id))
+        )
+        return tuple(_model(Cabinet, row._asdict()) for row in rows)
+
     def load_registry(self) -> Registry:
         """Every cabinet, person and assignment, ordered by key."""
         with self._reading("load the registry") as connection:
-            cabinet_rows = connection.execute(
-                select(cabinets).order_by(*_in_code_point_order(connection, cabinets.c.cabinet_id))
-            )
-            found_cabinets = tuple(_model(Cabinet, row._asdict()) for row in cabinet_rows)
+            found_cabinets = self._cabinets(connection)
             people_rows = connection.execute(
                 select(people).order_by(*_in_code_point_order(connection, people.c.person_id))
             )
