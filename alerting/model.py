@@ -5,11 +5,11 @@ Every component of alerting speaks these types; none of them carries I/O.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from aedfleet.contract import CabinetId, UtcTimestamp
 from ingest.registry.models import PersonId, Role
@@ -167,3 +167,102 @@ class Silence(_Value):
 
     def covers(self, at: datetime) -> bool:
         return self.starts_at <= at < self.ends_at
+
+
+class AlertingError(Exception):
+    """Root of alerting's errors; each module derives its own (the store, the lifecycle)."""
+
+
+class AlarmEventKind(StrEnum):
+    """What happened to an alarm; its history is the sequence of these."""
+
+    RAISED = "raised"
+    SEVERITY_CHANGED = "severity_changed"
+    DETAIL_CHANGED = "detail_changed"
+    CLEAR_SEEN = "clear_seen"
+    CLEAR_CANCELLED = "clear_cancelled"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class AlarmEvent(_Value):
+    """One entry of an alarm's history; ``by`` is None for what the system did itself."""
+
+    event_id: int
+    alarm_id: int
+    kind: AlarmEventKind
+    at: UtcTimestamp
+    by: str | None = None
+    via: Via
+    severity: Severity
+    detail: Detail = ""
+
+
+class NotificationState(StrEnum):
+    PENDING = "pending"  # recorded, waiting for its release time or a delivery
+    DELIVERED = "delivered"
+    FAILED = "failed"  # every channel of the plan failed for good
+    CANCELLED = "cancelled"  # every alarm it was about was acknowledged or resolved first
+
+
+class DeliveryAttempt(_Value):
+    channel: str
+    at: UtcTimestamp
+    ok: bool
+    error: str | None = None
+
+
+class Notification(_Value):
+    """One message to one person in the outbox: recorded first, delivered afterwards.
+
+    ``page_key`` with ``person_id`` is unique, so a decision recorded once is never
+    recorded (nor delivered) again, even after a crash between deciding and sending.
+    ``alarm_ids`` are the alarms it still speaks for; ``withdrawn_alarm_ids`` those
+    acknowledged or resolved while it waited (quiet hours, grouping).
+    """
+
+    notification_id: int
+    page_key: str
+    person_id: PersonId
+    kind: NoticeKind
+    alarm_ids: tuple[int, ...]
+    withdrawn_alarm_ids: tuple[int, ...] = ()
+    channel_plan: tuple[str, ...]
+    created_at: UtcTimestamp
+    release_at: UtcTimestamp
+    state: NotificationState
+    delivered_at: UtcTimestamp | None = None
+    delivered_channel: str | None = None
+    failed_at: UtcTimestamp | None = None
+    error: str | None = None
+    attempts: tuple[DeliveryAttempt, ...] = ()
+
+
+class Inspection(_Value):
+    """A person's monthly (or post-use) check of a cabinet, as the checklist records it.
+
+    The expiry dates are read off the pads and the battery; None means not checked.
+    """
+
+    cabinet_id: CabinetId
+    person_id: PersonId
+    at: UtcTimestamp
+    ready_light_ok: bool
+    pads_expiry: date | None
+    battery_expiry: date | None
+    cabinet_intact_and_clean: bool
+    alarm_works: bool
+    note: Detail = ""
+    photo_url: HttpUrl | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.ready_light_ok and self.cabinet_intact_and_clean and self.alarm_works
+
+
+class InspectionResult(_Value):
+    """What recording an inspection did: its id, and which registry expiry dates it changed."""
+
+    inspection_id: int
+    pads_expiry_updated: bool
+    battery_expiry_updated: bool
