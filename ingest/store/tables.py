@@ -182,3 +182,8 @@ twins = Table(
     Column("first_seen", UtcDateTime),
     Column("last_seen", UtcDateTime),
 )
+
+# Alerting keeps its tables in this database, this metadata and this migration chain
+# (alerting/tables.py, migration 0002). Importing them here makes ``metadata`` the whole
+# schema for every user of it: migrations, and the test comparing them with the tables.
+import alerting.tables  # noqa: E402, F401
