@@ -65,6 +65,8 @@ _EXPIRY_BUCKETS: Final = (
     (0.12, 31, 90),
 )
 _EXPIRY_LATER: Final = (91, 1460)
+# Beyond the earliest expiry notice (90 days) with room for a long simulated run.
+_FRESH_DAYS: Final = 200
 _NEVER: Final = datetime.max.replace(tzinfo=UTC)
 _LONGEST_WAIT_S: Final = 100 * 365 * 86_400.0
 _EVENT_DETAIL: Final = {EventType.TAMPER: "door forced open"}
@@ -112,6 +114,7 @@ class CabinetSpec:
     selftest: SelftestSchedule
     door_openings_per_day: float
     aed_taken_fraction: float
+    fresh_consumables: bool = False
 
 
 class _Step(IntEnum):
@@ -165,8 +168,12 @@ class CabinetModel:
         self._rssi_base = rng.randint(-100, -60)
         self._battery_pct = rng.uniform(55.0, 100.0)
         self._pads_present = True
-        self._pads_expiry = spread_expiry(rng, today)
-        self._battery_expiry = spread_expiry(rng, today)
+        if spec.fresh_consumables:
+            self._pads_expiry = today + timedelta(days=rng.randint(_FRESH_DAYS, 1_460))
+            self._battery_expiry = today + timedelta(days=rng.randint(_FRESH_DAYS, 1_460))
+        else:
+            self._pads_expiry = spread_expiry(rng, today)
+            self._battery_expiry = spread_expiry(rng, today)
         self._selftest_failed = False
         self._door = DoorState.CLOSED
         self._aed_present = True

@@ -42,6 +42,11 @@ class FleetDefaults(_Strict):
     )
     door_openings_per_day: NonNegative = 3.0
     aed_taken_fraction: float = Field(default=0.02, ge=0, le=1)
+    fresh_consumables: bool = Field(
+        default=False,
+        description="All pads and batteries well within date (a fleet with no expiry "
+        "alarms, for scoring detection); default: dates spread as a real fleet has them",
+    )
     selftest_earliest: time = time(1, 0)
     selftest_latest: time = time(5, 0)
 
@@ -162,6 +167,7 @@ def fleet_specs(scenario: Scenario, size: int | None = None) -> list[CabinetSpec
                 ),
                 door_openings_per_day=fleet.door_openings_per_day,
                 aed_taken_fraction=fleet.aed_taken_fraction,
+                fresh_consumables=fleet.fresh_consumables,
             )
         )
     return specs
