@@ -4,7 +4,9 @@ Every component that builds a topic or parses a payload goes through this module
 edge and server import the same models. The contract is documented in
 ``docs/contract.md`` and its JSON Schemas are exported to ``docs/schemas/``.
 
-Topic layout: ``aed/v1/{cabinet_id}/{channel}``.
+Topic layout: ``aed/v1/{cabinet_id}/{channel}``; servers publish dead letters under
+``aedfleet/deadletter/v1/{reason}`` and dispatch events under
+``aedfleet/dispatch/v1/{cabinet_id}``.
 
 Errors: everything that goes wrong while decoding raises :class:`ContractError`,
 whose ``reason`` is one of :class:`Reason` so that a consumer can count and park
@@ -37,6 +39,7 @@ TOPIC_PREFIX: Final = f"{TOPIC_ROOT}/v{SCHEMA_VERSION}"
 MAX_PAYLOAD_BYTES: Final = 16 * 1024
 MAX_CABINET_ID_LENGTH: Final = 64
 DEAD_LETTER_PREFIX: Final = "aedfleet/deadletter/v1"
+DISPATCH_PREFIX: Final = "aedfleet/dispatch/v1"
 
 
 class Channel(StrEnum):
@@ -356,6 +359,150 @@ def dead_letter_topic(reason: Reason) -> str:
     return f"{DEAD_LETTER_PREFIX}/{reason.value}"
 
 
+# -- dispatch: what the command centre is sent when a cabinet is opened --------------------
+
+
+class DispatchKind(StrEnum):
+    ALERT = "alert"
+    """The first message of an incident: a door opened or an AED was taken."""
+    UPDATE = "update"
+    """A later message of the same incident (more openings, door closed, AED back)."""
+
+
+class DispatchedEvent(_Frozen):
+    """One cabinet event that a dispatch message reports."""
+
+    event_id: Annotated[str, Field(max_length=200)] = Field(
+        description="cabinet_id/boot_id/seq: unique per cabinet event"
+    )
+    type: EventType
+    device_ts: UtcTimestamp = Field(description="When the cabinet saw it (device time, UTC)")
+    boot_id: BootId
+    seq: int = Field(ge=1, le=2**53)
+    detail: ShortText | None = None
+
+
+class IdempotencyKey(_Frozen):
+    """The cabinet event a message is keyed by: a receiver drops a key it has seen."""
+
+    cabinet_id: CabinetId
+    boot_id: BootId
+    seq: int = Field(ge=1, le=2**53)
+
+
+class DispatchLocation(_Frozen):
+    """Where the cabinet is, from the fleet registry (all null for an unregistered one)."""
+
+    site_name: str | None = None
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = None
+    floor: str | None = Field(default=None, description="Floor or level, e.g. B1, 2F")
+    indoor_description: str | None = Field(
+        default=None, description="How to find the cabinet once inside"
+    )
+    region_code: str | None = None
+
+
+class DispatchAccess(_Frozen):
+    mode: Literal["open", "pin", "qr"] | None = Field(
+        default=None, description="How the cabinet opens: freely, with a PIN, or a QR scan"
+    )
+    availability_hours: str | None = Field(
+        default=None, description="When the cabinet is reachable (OpenStreetMap opening_hours)"
+    )
+
+
+class DispatchReadiness(_Frozen):
+    """Whether the AED is usable, as last reported by the cabinet (null: not known)."""
+
+    as_of: UtcTimestamp | None = Field(
+        default=None, description="Device time of the newest message the state is from"
+    )
+    online: bool | None = None
+    aed_ready: bool | None = Field(default=None, description="The AED's own ready indicator")
+    battery_pct: float | None = None
+    last_selftest_result: SelftestResult | None = None
+    last_selftest_at: UtcTimestamp | None = None
+    last_selftest_fault_codes: tuple[FaultCode, ...] = ()
+    pads_present: bool | None = None
+    pads_expiry: date | None = None
+    pads_expired: bool | None = Field(default=None, description="On the day of the event")
+    battery_expiry: date | None = None
+    battery_expired: bool | None = Field(default=None, description="On the day of the event")
+
+
+class DispatchContact(_Frozen):
+    """Who looks after the cabinet: its captain, or a backup when it has no captain."""
+
+    name: str
+    phone: str
+    role: Literal["captain", "backup", "coordinator"]
+
+
+class DispatchReference(_Frozen):
+    """An earlier message of the same incident."""
+
+    event_id: Annotated[str, Field(max_length=200)]
+    sent_at: UtcTimestamp
+
+
+class DispatchEvent(_Frozen):
+    """What a dispatch endpoint receives (JSON), and ``aedfleet/dispatch/v1/{cabinet_id}``
+    carries: the incident, the cabinet events it reports, and the cabinet's particulars."""
+
+    v: Literal[1] = 1
+    event_id: Annotated[str, Field(max_length=200)] = Field(
+        description="Unique per message: the event id of the newest event it reports"
+    )
+    idempotency_key: IdempotencyKey
+    kind: DispatchKind
+    incident_id: Annotated[str, Field(max_length=200)] = Field(
+        description="The event id of the event that opened the incident"
+    )
+    update_number: int = Field(ge=0, description="0 for the alert, then 1, 2, …")
+    references: tuple[DispatchReference, ...] = Field(
+        default=(), description="Earlier messages of the incident: the alert and the previous one"
+    )
+    incident_opened_at: UtcTimestamp
+    incident_active: bool = Field(description="Door open or AED out after these events")
+    door_open: bool | None = Field(description="null when only the AED removal is known")
+    aed_removed: bool
+    cabinet_id: CabinetId
+    registered: bool = Field(description="false: the registry does not know this cabinet")
+    event_type: EventType = Field(description="Type of the newest event reported")
+    device_ts: UtcTimestamp = Field(description="Device time of the newest event reported")
+    events: tuple[DispatchedEvent, ...] = Field(
+        min_length=1, description="The events this message reports, oldest first"
+    )
+    omitted_events: int = Field(
+        default=0, ge=0, description="Events folded into this update but not listed (a flood)"
+    )
+    sent_at: UtcTimestamp = Field(description="When dispatch created the message")
+    aed_model: str | None = None
+    location: DispatchLocation = DispatchLocation()
+    access: DispatchAccess = DispatchAccess()
+    readiness: DispatchReadiness = DispatchReadiness()
+    captain: DispatchContact | None = None
+
+
+def dispatch_event_id(cabinet_id: str, boot_id: str, seq: int) -> str:
+    """The id of one cabinet event; a cabinet id has no ``/`` (a topic level), so it parses."""
+    return f"{cabinet_id}/{boot_id}/{seq}"
+
+
+def dispatch_topic(cabinet_id: str) -> str:
+    """Where dispatch republishes a cabinet's :class:`DispatchEvent` messages."""
+    problem = cabinet_id_problem(cabinet_id)
+    if problem:
+        raise ContractError(Reason.BAD_TOPIC, problem)
+    return f"{DISPATCH_PREFIX}/{cabinet_id}"
+
+
+def dispatch_subscription(cabinet_id: str | None = None) -> str:
+    return f"{DISPATCH_PREFIX}/{cabinet_id or '+'}"
+
+
 def topic(cabinet_id: str, channel: Channel) -> str:
     problem = cabinet_id_problem(cabinet_id)
     if problem:
@@ -482,10 +629,12 @@ def command_id_of(payload: bytes) -> str | None:
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of every channel's payload, keyed by channel name, and of the
-    dead letters servers publish under ``aedfleet/deadletter/v1/{reason}``."""
+    """The JSON Schema of every channel's payload, keyed by channel name, of the dead
+    letters servers publish under ``aedfleet/deadletter/v1/{reason}``, and of the dispatch
+    events sent to command centres (``dispatch``)."""
     schemas = {
         channel.value: _ADAPTERS[channel].json_schema(mode="serialization") for channel in Channel
     }
     schemas["deadletter"] = DeadLetter.model_json_schema(mode="serialization")
+    schemas["dispatch"] = DispatchEvent.model_json_schema(mode="serialization")
     return schemas
