@@ -1,0 +1,500 @@
+"""The readiness rules: what is wrong with a cabinet at an instant (pure).
+
+:func:`evaluate` looks at a cabinet's registry record, its twin (the latest state,
+:mod:`ingest.twin`), its facts (since when things hold, :mod:`alerting.facts`) and its
+effective :class:`~alerting.rule_config.RuleSet`, and returns every
+:class:`~alerting.model.Condition` that holds at ``now``, in the order of
+:class:`~alerting.model.AlarmType`. :func:`next_change` returns the earliest later instant
+at which that answer can change with no new message, so that a scheduler wakes up exactly
+when a deadline passes rather than polling.
+
+Both come from one walk over the rules: every comparison of ``now`` with a deadline goes
+through :meth:`_Evaluation.reached`, which also records the deadlines still ahead. The
+answer is therefore constant until the earliest of them, and the two functions cannot
+disagree. For the same reason nothing in a condition is computed from ``now`` itself
+(a detail never says "open for 12 minutes"): a detail changes only with the facts.
+
+A deadline counts as passed at its instant (``now >= deadline``). Dates (expiry, install)
+are read in the cabinet's time zone (its birth's, else the configured default): pads that
+expire on 1 June are expired from midnight starting 2 June there, and an expiry notice of
+N days begins at midnight N days before the expiry date.
+
+How each condition is found, and its ``since``:
+
+- door opened / AED removed: immediately, since the ``door_opened`` / ``aed_removed``
+  (see :class:`~alerting.facts.Track`); the open door blocks readiness only once it has been
+  open for the inspection allowance. AED not returned: at removal + the allowed time.
+  Post-use check: from the return until a passing self-test and new pads.
+- self-test failed, fault codes: from the last self-test. Ready indicator off: from the
+  heartbeats, and not while the AED is out of its cabinet (nobody can see its light; the
+  removal alarm says what is wrong).
+- pads missing, pads or battery expiring (a notice: does not block readiness) or expired:
+  the AED's own report of its consumables, else the dates in the registry. Battery below
+  the model's minimum: the heartbeat's level.
+- offline: the last will (since the cabinet was last heard from) or no heartbeat for
+  ``heartbeat_misses`` intervals (since the last heartbeat); critical once that has
+  lasted ``offline_critical_after``. A cabinet never heard from gets one offline warning
+  since its install date (the evaluation time when unknown, nothing before it is
+  installed) and none of the device rules: an empty twin table at start-up pages nobody
+  urgently, and every cabinet that has spoken is judged from its own device times
+  (``first_seen``/``last_seen``), not from when the service started.
+- self-test missing: no self-test within the schedule's grace after the last one (or
+  after the cabinet was first heard from); an unknown schedule is taken as daily.
+- temperature: outside the model's storage range for the configured duration, since it
+  left it. Power lost: on backup power; critical when the cabinet needs heating (heater
+  on, or colder than the model's minimum).
+- tamper: for the tamper window after the event.
+- inspection overdue: the interval after the last inspection, else the install date,
+  else the first time the cabinet was heard from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from aedfleet.contract import DoorState, PowerSource, SelftestPeriod, SelftestResult
+from alerting.facts import CabinetFacts, Track
+from alerting.model import AlarmType, Condition, Severity
+from alerting.rule_config import RuleSet
+from ingest.registry.models import Cabinet
+from ingest.twin import Twin
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_DETAIL_LIMIT = 500
+_TYPE_ORDER = {alarm_type: index for index, alarm_type in enumerate(AlarmType)}
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _plus(instant: datetime, duration: timedelta) -> datetime:
+    try:
+        return instant + duration
+    except OverflowError:
+        return _LATEST if duration > timedelta(0) else _EARLIEST
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The start of ``day`` in ``zone``, in UTC."""
+    try:
+        return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        return _EARLIEST if day.year == 1 else _LATEST
+
+
+def _day_shift(day: date, days: int) -> date:
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        return date.min if days < 0 else date.max
+
+
+def _utc(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(slots=True)
+class _Evaluation:
+    cabinet: Cabinet
+    twin: Twin | None
+    facts: CabinetFacts
+    rules: RuleSet
+    now: datetime
+    zone: ZoneInfo
+    conditions: list[Condition] = field(default_factory=list)
+    ahead: list[datetime] = field(default_factory=list)
+
+    def reached(self, deadline: datetime) -> bool:
+        """Whether ``deadline`` has passed; one still ahead is remembered for next_change."""
+        if deadline <= self.now:
+            return True
+        self.ahead.append(deadline)
+        return False
+
+    def add(
+        self,
+        alarm_type: AlarmType,
+        severity: Severity,
+        since: datetime,
+        detail: str,
+        *,
+        blocks_readiness: bool = True,
+    ) -> None:
+        if len(detail) > _DETAIL_LIMIT:
+            detail = detail[: _DETAIL_LIMIT - 1] + "…"
+        self.conditions.append(
+            Condition(
+                cabinet_id=self.cabinet.cabinet_id,
+                type=alarm_type,
+                severity=severity,
+                since=since,
+                detail=detail,
+                blocks_readiness=blocks_readiness,
+            )
+        )
+
+
+def _since(track: Track, twin_says: bool | None, twin_ts: datetime | None) -> datetime | None:
+    """When ``track``'s property began, or None when it does not hold.
+
+    The twin answers only for facts that know nothing yet (alerting started after the
+    ingest, or facts lost): it tells the state, and its section's stamp is the best
+    ``since`` it has.
+    """
+    if track.known:
+        return track.since
+    return twin_ts if twin_says else None
+
+
+# -- the rules -----------------------------------------------------------------------------------
+
+
+def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
+    """Door and AED presence rules; returns since when the AED is out, else None."""
+    limits, severities = e.rules.thresholds, e.rules.severities
+    opened = _since(e.facts.door_open, twin.door is DoorState.OPEN, twin.door_ts)
+    if opened is not None:
+        e.add(
+            AlarmType.DOOR_OPENED,
+            severities.door_opened,
+            opened,
+            f"door open since {_utc(opened)}",
+            blocks_readiness=e.reached(_plus(opened, limits.door_open_allowance)),
+        )
+    removed = _since(
+        e.facts.aed_out,
+        None if twin.aed_present is None else not twin.aed_present,
+        twin.aed_present_ts,
+    )
+    if removed is not None:
+        e.add(
+            AlarmType.AED_REMOVED,
+            severities.aed_removed,
+            removed,
+            f"AED out of its cabinet since {_utc(removed)}",
+        )
+        overdue = _plus(removed, limits.aed_not_returned_after)
+        if e.reached(overdue):
+            e.add(
+                AlarmType.AED_NOT_RETURNED,
+                severities.aed_not_returned,
+                overdue,
+                f"AED taken at {_utc(removed)} and not returned",
+            )
+    returned = e.facts.post_use_check_since
+    if returned is not None:
+        e.add(
+            AlarmType.POST_USE_CHECK,
+            severities.post_use_check,
+            returned,
+            f"AED back since {_utc(returned)}: needs new pads and a passing self-test",
+        )
+    return removed
+
+
+def _aed_health(e: _Evaluation, twin: Twin, aed_out: bool) -> None:
+    severities = e.rules.severities
+    if twin.selftest_ts is not None:
+        if twin.selftest_result is SelftestResult.FAIL:
+            kind = twin.selftest_kind.value if twin.selftest_kind else "last"
+            e.add(
+                AlarmType.SELFTEST_FAILED,
+                severities.selftest_failed,
+                twin.selftest_ts,
+                f"{kind} self-test failed",
+            )
+        if twin.selftest_fault_codes:
+            e.add(
+                AlarmType.FAULT_CODES,
+                severities.fault_codes,
+                twin.selftest_ts,
+                "fault codes " + ", ".join(twin.selftest_fault_codes),
+            )
+    not_ready = _since(
+        e.facts.not_ready, None if twin.aed_ready is None else not twin.aed_ready, twin.heartbeat_ts
+    )
+    if not_ready is not None and not aed_out:
+        e.add(
+            AlarmType.AED_NOT_READY,
+            severities.aed_not_ready,
+            not_ready,
+            "the AED's ready indicator is off",
+        )
+    if twin.battery_pct is not None and twin.battery_pct < e.rules.aed.min_battery_pct:
+        low = e.facts.battery_low.since or twin.heartbeat_ts
+        if low is not None:
+            e.add(
+                AlarmType.BATTERY_LOW,
+                severities.battery_low,
+                low,
+                f"battery below {e.rules.aed.min_battery_pct:g} %",
+            )
+
+
+def _consumables(e: _Evaluation, twin: Twin | None) -> None:
+    pads_missing = (
+        None
+        if twin is None
+        else _since(
+            e.facts.pads_missing,
+            None if twin.pads_present is None else not twin.pads_present,
+            twin.consumables_ts,
+        )
+    )
+    if pads_missing is not None:
+        e.add(AlarmType.PADS_MISSING, e.rules.severities.pads_missing, pads_missing, "no pads")
+    else:
+        pads_expiry = (
+            twin.pads_expiry if twin and twin.pads_expiry is not None else e.cabinet.pads_expiry
+        )
+        _expiry(e, "pads", pads_expiry, AlarmType.PADS_EXPIRING, AlarmType.PADS_EXPIRED)
+    battery_expiry = (
+        twin.battery_expiry
+        if twin and twin.battery_expiry is not None
+        else e.cabinet.battery_expiry
+    )
+    _expiry(e, "battery", battery_expiry, AlarmType.BATTERY_EXPIRING, AlarmType.BATTERY_EXPIRED)
+
+
+def _expiry(
+    e: _Evaluation,
+    what: str,
+    expiry: date | None,
+    expiring: AlarmType,
+    expired: AlarmType,
+) -> None:
+    if expiry is None:
+        return
+    expired_at = _midnight(_day_shift(expiry, 1), e.zone)
+    if e.reached(expired_at):
+        severity = getattr(e.rules.severities, expired.value)
+        e.add(expired, severity, expired_at, f"{what} expired on {expiry.isoformat()}")
+        return
+    notices = e.rules.thresholds.expiry_notices  # farthest first
+    if not notices:
+        return
+    notice_severity: Severity | None = None
+    for notice in notices:
+        if e.reached(_midnight(_day_shift(expiry, -notice.within_days), e.zone)):
+            notice_severity = notice.severity
+    if notice_severity is not None:
+        first_notice = _midnight(_day_shift(expiry, -notices[0].within_days), e.zone)
+        e.add(
+            expiring,
+            notice_severity,
+            first_notice,
+            f"{what} expire{'' if what == 'pads' else 's'} on {expiry.isoformat()}",
+            blocks_readiness=False,
+        )
+
+
+def _connection(e: _Evaluation, twin: Twin, last_seen: datetime, first_seen: datetime) -> None:
+    limits, severities = e.rules.thresholds, e.rules.severities
+    interval = (
+        timedelta(seconds=twin.heartbeat_interval_s)
+        if twin.heartbeat_interval_s
+        else limits.heartbeat_interval
+    )
+    last_beat = twin.heartbeat_ts or first_seen
+    silent = e.reached(_plus(last_beat, interval * limits.heartbeat_misses))
+    offline_since = [last_beat] if silent else []
+    if twin.online is False:
+        offline_since.append(last_seen)
+    if offline_since:
+        since = min(offline_since)
+        long = e.reached(_plus(since, limits.offline_critical_after))
+        e.add(
+            AlarmType.OFFLINE,
+            severities.offline_long if long else severities.offline,
+            since,
+            f"last heard from at {_utc(last_seen)}"
+            + ("" if twin.online is False else f", no heartbeat since {_utc(last_beat)}"),
+        )
+
+
+def _selftest_schedule(e: _Evaluation, twin: Twin, first_seen: datetime) -> None:
+    limits = e.rules.thresholds
+    grace = {
+        SelftestPeriod.DAILY: limits.selftest_grace_daily,
+        SelftestPeriod.WEEKLY: limits.selftest_grace_weekly,
+        SelftestPeriod.MONTHLY: limits.selftest_grace_monthly,
+    }[twin.selftest_period or SelftestPeriod.DAILY]
+    last = twin.selftest_ts or first_seen
+    deadline = _plus(last, grace)
+    if e.reached(deadline):
+        e.add(
+            AlarmType.SELFTEST_MISSING,
+            e.rules.severities.selftest_missing,
+            deadline,
+            f"no self-test reported since {_utc(last)}"
+            if twin.selftest_ts
+            else "no self-test reported yet",
+        )
+
+
+def _climate(e: _Evaluation, twin: Twin) -> None:
+    limits, severities, storage = e.rules.thresholds, e.rules.severities, e.rules.aed.storage_c
+    celsius = twin.temperature_c
+    if celsius is not None and not storage.contains(celsius):
+        left = e.facts.temperature_outside.since or twin.heartbeat_ts
+        if left is not None and e.reached(_plus(left, limits.temperature_excursion_after)):
+            side = "above" if celsius > storage.max_c else "below"
+            e.add(
+                AlarmType.TEMPERATURE,
+                severities.temperature,
+                left,
+                f"cabinet {side} the storage range {storage.min_c:g} to {storage.max_c:g} °C",
+            )
+    backup = _since(
+        e.facts.on_backup_power,
+        None if twin.power is None else twin.power is PowerSource.BACKUP,
+        twin.power_ts,
+    )
+    if backup is not None:
+        needs_heat = bool(twin.heater_on) or (celsius is not None and celsius < storage.min_c)
+        e.add(
+            AlarmType.POWER_LOST,
+            severities.power_lost_unheated if needs_heat else severities.power_lost,
+            backup,
+            "mains lost, on backup power"
+            + (" and the cabinet needs heating" if needs_heat else ""),
+            blocks_readiness=False,
+        )
+
+
+def _tamper(e: _Evaluation) -> None:
+    tamper = e.facts.last_tamper
+    if tamper is not None and not e.reached(_plus(tamper.ts, e.rules.thresholds.tamper_window)):
+        e.add(
+            AlarmType.TAMPER,
+            e.rules.severities.tamper,
+            tamper.ts,
+            f"tamper reported at {_utc(tamper.ts)}",
+            blocks_readiness=False,
+        )
+
+
+def _inspection_base(
+    cabinet: Cabinet, twin: Twin | None, facts: CabinetFacts, zone: ZoneInfo
+) -> datetime | None:
+    if facts.last_inspection is not None:
+        return facts.last_inspection
+    if cabinet.install_date is not None:
+        return _midnight(cabinet.install_date, zone)
+    return twin.first_seen if twin else None
+
+
+def _inspection(e: _Evaluation) -> None:
+    base = _inspection_base(e.cabinet, e.twin, e.facts, e.zone)
+    if base is None:
+        return
+    due = _plus(base, e.rules.thresholds.inspection_interval)
+    if e.reached(due):
+        e.add(
+            AlarmType.INSPECTION_OVERDUE,
+            e.rules.severities.inspection_overdue,
+            due,
+            f"inspection due since {_utc(due)}",
+            blocks_readiness=False,
+        )
+
+
+def _never_heard(e: _Evaluation) -> None:
+    if e.cabinet.install_date is None:
+        since = e.now
+    else:
+        since = _midnight(e.cabinet.install_date, e.zone)
+        if not e.reached(since):
+            return  # not installed yet
+    e.add(
+        AlarmType.OFFLINE,
+        e.rules.severities.offline,
+        since,
+        "never heard from since it was registered",
+    )
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+
+def _walk(
+    cabinet: Cabinet, twin: Twin | None, facts: CabinetFacts, rules: RuleSet, now: datetime
+) -> _Evaluation:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    for name, other in (("twin", twin), ("facts", facts)):
+        if other is not None and other.cabinet_id != cabinet.cabinet_id:
+            raise ValueError(
+                f"the {name} of cabinet {other.cabinet_id!r} evaluated for {cabinet.cabinet_id!r}"
+            )
+    zone = _zone((twin.time_zone if twin else None) or rules.default_time_zone)
+    e = _Evaluation(cabinet, twin, facts, rules, now.astimezone(UTC), zone)
+    heard: Twin | None = None
+    if twin is not None and twin.first_seen is not None and twin.last_seen is not None:
+        heard = twin
+        removed = _door_and_aed(e, twin)
+        _aed_health(e, twin, aed_out=removed is not None)
+        _connection(e, twin, twin.last_seen, twin.first_seen)
+        _selftest_schedule(e, twin, twin.first_seen)
+        _climate(e, twin)
+        _tamper(e)
+    else:
+        _never_heard(e)
+    _consumables(e, heard)
+    _inspection(e)
+    e.conditions.sort(key=_type_order)
+    return e
+
+
+def _type_order(condition: Condition) -> int:
+    return _TYPE_ORDER[condition.type]
+
+
+def evaluate(
+    cabinet: Cabinet, twin: Twin | None, facts: CabinetFacts, rules: RuleSet, now: datetime
+) -> tuple[Condition, ...]:
+    """Every condition that holds for ``cabinet`` at ``now``, one per alarm type.
+
+    ``twin`` None: the cabinet has never been heard from. Raises ValueError when ``now``
+    is naive or the twin or facts belong to another cabinet.
+    """
+    return tuple(_walk(cabinet, twin, facts, rules, now).conditions)
+
+
+def next_change(
+    cabinet: Cabinet, twin: Twin | None, facts: CabinetFacts, rules: RuleSet, now: datetime
+) -> datetime | None:
+    """The earliest instant after ``now`` at which :func:`evaluate` may answer differently
+    without any new message (None: never). ``evaluate`` is constant on [now, that instant),
+    except for the ``since`` of a never-heard cabinet without an install date, which is
+    the evaluation time itself."""
+    ahead = _walk(cabinet, twin, facts, rules, now).ahead
+    return min(ahead) if ahead else None
+
+
+def inspection_due(
+    cabinet: Cabinet, twin: Twin | None, facts: CabinetFacts, rules: RuleSet
+) -> datetime | None:
+    """When the next inspection is due (None: nothing tells when the cabinet started)."""
+    zone = _zone((twin.time_zone if twin else None) or rules.default_time_zone)
+    base = _inspection_base(cabinet, twin, facts, zone)
+    return None if base is None else _plus(base, rules.thresholds.inspection_interval)
+
+
+def inspection_reminder_at(
+    cabinet: Cabinet, twin: Twin | None, facts: CabinetFacts, rules: RuleSet
+) -> datetime | None:
+    """When to remind the captain of the next inspection: the configured lead before it
+    is due, but not before the inspection it follows."""
+    zone = _zone((twin.time_zone if twin else None) or rules.default_time_zone)
+    base = _inspection_base(cabinet, twin, facts, zone)
+    if base is None:
+        return None
+    due = _plus(base, rules.thresholds.inspection_interval)
+    return max(base, _plus(due, -rules.thresholds.inspection_reminder_lead))
