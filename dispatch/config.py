@@ -1,0 +1,204 @@
+"""The dispatch service's configuration (``aedfleet dispatch --config dispatch.toml``).
+
+Endpoints are listed as ``[[endpoints]]`` tables; secrets (a bearer token, an HMAC key)
+are given inline or, better, in a file of their own (``token_file``, ``secret_file``)
+that only the service's user can read. An example is in ``docs/dispatch.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+from aedfleet.mqtt import MqttSettings
+from aedfleet.settings import FileThenEnvSettings
+from dispatch.incident import CoalescingPolicy
+from edge_agent.backoff import BackoffSettings
+
+MQTT_ENDPOINT = "mqtt"
+"""The name under which the MQTT republication appears in the outbox."""
+
+EndpointName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+CapText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s,<&]+$")]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _read_secret(path: Path, what: str) -> SecretStr:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    if not value:
+        raise ValueError(f"the {what} file {path} is empty")
+    return SecretStr(value)
+
+
+class BearerAuth(_Settings):
+    """``Authorization: Bearer <token>`` on every request."""
+
+    kind: Literal["bearer"] = "bearer"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token and token_file")
+        return self
+
+    def credential(self) -> SecretStr:
+        if self.token is not None:
+            return self.token
+        assert self.token_file is not None  # noqa: S101 - ensured by the validator
+        return _read_secret(self.token_file, "token")
+
+
+class HmacAuth(_Settings):
+    """HMAC-SHA256 over ``timestamp + "." + body`` in a signature header (see
+    :mod:`dispatch.signing`), so that a receiver can check origin, integrity and age."""
+
+    kind: Literal["hmac"] = "hmac"
+    secret_value: SecretStr | None = Field(default=None, alias="secret")
+    secret_file: Path | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.secret_value is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret and secret_file")
+        if self.secret_value is not None and len(self.secret_value.get_secret_value()) < 16:
+            raise ValueError("an HMAC secret needs at least 16 characters")
+        return self
+
+    def credential(self) -> SecretStr:
+        if self.secret_value is not None:
+            return self.secret_value
+        assert self.secret_file is not None  # noqa: S101 - ensured by the validator
+        return _read_secret(self.secret_file, "HMAC secret")
+
+
+EndpointAuth = Annotated[BearerAuth | HmacAuth, Field(discriminator="kind")]
+
+
+class CapSettings(_Settings):
+    """How CAP 1.2 messages to an endpoint are addressed."""
+
+    sender: CapText = Field(
+        default="aedfleet@aedfleet.invalid", description="Sender id: no spaces, commas, < or &"
+    )
+    sender_name: str = Field(default="aedfleet AED fleet monitor", max_length=200)
+    status: Literal["Actual", "Exercise", "System", "Test", "Draft"] = "Actual"
+    scope: Literal["Public", "Restricted", "Private"] = "Restricted"
+    restriction: str = Field(default="For emergency medical dispatch only", max_length=500)
+    addresses: str | None = Field(
+        default=None, max_length=500, description="Required when scope is Private"
+    )
+    language: Literal["en-US", "zh-CN"] = "en-US"
+    radius_km: float = Field(
+        default=0.1, gt=0, le=50, description="Radius of the area circle around the cabinet"
+    )
+
+    @model_validator(mode="after")
+    def _addresses_for_private(self) -> Self:
+        if self.scope == "Private" and not self.addresses:
+            raise ValueError("scope Private needs addresses")
+        return self
+
+
+class EndpointSettings(_Settings):
+    """One command system that receives dispatch events over HTTPS."""
+
+    name: EndpointName
+    url: AnyHttpUrl
+    format: Literal["json", "cap"] = "json"
+    auth: EndpointAuth | None = None
+    tls_verify: bool = Field(default=True, description="Verify the server's certificate")
+    ca_file: Path | None = Field(default=None, description="CA bundle; system CAs when unset")
+    timeout_s: float = Field(default=5, gt=0, le=120, description="Per attempt, all included")
+    expire_after_s: float = Field(
+        default=3_600, gt=0, description="Give up on a message this long after it was created"
+    )
+    retry: BackoffSettings = BackoffSettings(initial_s=0.5, max_s=60)
+    max_concurrent: int = Field(default=16, ge=1, le=256, description="Requests in flight")
+    cap: CapSettings = CapSettings()
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> Self:
+        if self.name == MQTT_ENDPOINT:
+            raise ValueError(f"endpoint name {MQTT_ENDPOINT!r} is reserved for the republication")
+        return self
+
+
+class RepublishSettings(_Settings):
+    """Dispatch events on ``aedfleet/dispatch/v1/{cabinet_id}`` (JSON), for sites that
+    bridge MQTT to their command system; delivered through the outbox like an endpoint."""
+
+    enabled: bool = True
+    expire_after_s: float = Field(default=3_600, gt=0)
+    retry: BackoffSettings = BackoffSettings(initial_s=0.5, max_s=30)
+
+
+class DispatchSettings(FileThenEnvSettings):
+    mqtt: MqttSettings = MqttSettings()
+    client_id: str = Field(
+        default="aedfleet-dispatch-1",
+        min_length=1,
+        max_length=64,
+        description="Fixed, so that a restart resumes the broker session and its backlog",
+    )
+    session_expiry_s: int = Field(default=86_400, ge=0)
+    receive_maximum: int = Field(
+        default=1_000,
+        ge=1,
+        le=65_535,
+        description="Events held unacknowledged at most: the bound on the inbound queue",
+    )
+    batch_max_events: int = Field(
+        default=100, ge=1, le=10_000, description="Events folded into one outbox transaction"
+    )
+    store_url: str = Field(
+        default="sqlite:///var/aedfleet.sqlite3",
+        description="The state store with the registry and the twins (read only)",
+    )
+    outbox_url: str | None = Field(
+        default=None,
+        description="Where the outbox lives; the state store when unset. A separate SQLite "
+        "file keeps door events from waiting for the ingest's write lock",
+    )
+    endpoints: tuple[EndpointSettings, ...] = ()
+    republish: RepublishSettings = RepublishSettings()
+    coalescing: CoalescingPolicy = CoalescingPolicy()
+    registry_refresh_s: float = Field(default=60, gt=0)
+    api_port: int | None = Field(
+        default=None, ge=0, le=65_535, description="Serve /metrics and /api; 0 = any port"
+    )
+    api_host: str = "127.0.0.1"
+    reconnect: BackoffSettings = BackoffSettings(initial_s=0.2, max_s=10)
+    store_retry: BackoffSettings = BackoffSettings(initial_s=0.2, max_s=10)
+
+    @property
+    def outbox_store_url(self) -> str:
+        return self.outbox_url or self.store_url
+
+    @model_validator(mode="after")
+    def _endpoints_are_distinct(self) -> Self:
+        names = [endpoint.name for endpoint in self.endpoints]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"endpoint names repeat: {', '.join(repeated)}")
+        if not self.endpoints and not self.republish.enabled:
+            raise ValueError("nothing to dispatch to: no endpoints and republish disabled")
+        return self
