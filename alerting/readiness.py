@@ -12,10 +12,11 @@ inspection due, a tamper, power on backup) are alarms but leave the AED usable.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from aedfleet.contract import CabinetId, UtcTimestamp
 from alerting.facts import CabinetFacts
@@ -75,6 +76,23 @@ def cabinet_readiness(
 class ReadinessCount(_Value):
     total: int = Field(default=0, ge=0)
     ready: int = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_not_ready(cls, data: object) -> object:
+        # The JSON carries not_ready for its readers; it is derived, so it must agree.
+        if isinstance(data, Mapping) and "not_ready" in data:
+            data = dict(data)
+            not_ready = data.pop("not_ready")
+            if not_ready != data.get("total", 0) - data.get("ready", 0):
+                raise ValueError("not_ready must be total - ready")
+        return data
+
+    @model_validator(mode="after")
+    def _ready_within_total(self) -> Self:
+        if self.ready > self.total:
+            raise ValueError(f"{self.ready} ready out of {self.total}")
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property
