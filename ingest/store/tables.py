@@ -184,6 +184,8 @@ twins = Table(
 )
 
 # Alerting keeps its tables in this database, this metadata and this migration chain
-# (alerting/tables.py, migration 0002). Importing them here makes ``metadata`` the whole
-# schema for every user of it: migrations, and the test comparing them with the tables.
+# (alerting/tables.py, migration 0002), and so does dispatch (dispatch/tables.py, 0003).
+# Importing them here makes ``metadata`` the whole schema for every user of it:
+# migrations, and the test comparing them with the tables.
 import alerting.tables  # noqa: E402, F401
+import dispatch.tables  # noqa: E402, F401

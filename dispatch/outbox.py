@@ -1,0 +1,463 @@
+"""The durable outbox of dispatch messages, in the state store (SQLite or PostgreSQL).
+
+Synchronous SQLAlchemy Core, called from the service's one store thread. The service
+writes, in ONE transaction per batch of cabinet events (:meth:`DispatchOutbox.record`):
+the cabinets' coalescing states, the new messages, and one delivery row per (message,
+endpoint); only then does it acknowledge the events to the broker and attempt any
+delivery. So a message exists before anything is sent, and a crash at any point either
+loses nothing (the broker redelivers the unacknowledged events, whose ids the recorded
+states recognise) or leaves pending deliveries that :meth:`DispatchOutbox.pending`
+returns after a restart.
+
+Every attempt is recorded with its outcome (:meth:`DispatchOutbox.record_attempts`);
+:meth:`DispatchOutbox.recent` is what ``aedfleet dispatch list`` and the API show.
+
+Only :mod:`dispatch` values, :mod:`aedfleet.contract` values and :class:`OutboxError`
+cross this interface; SQLAlchemy stays inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from aedfleet.contract import DispatchEvent
+from dispatch.errors import OutboxError
+from dispatch.incident import CabinetState, CoalescingPolicy, due_at
+from dispatch.tables import (
+    dispatch_attempts,
+    dispatch_cabinets,
+    dispatch_deliveries,
+    dispatch_messages,
+)
+from ingest.store.engine import DEFAULT_TIMEOUT_S, WRITE, create_store_engine, describe, reason
+from ingest.store.errors import StoreError
+from ingest.store.migration import upgrade
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    EXPIRED = "expired"
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Route(_Value):
+    """Where a new message goes: an endpoint, and when it stops being worth sending."""
+
+    endpoint: str
+    expires_at: datetime
+
+
+class NewMessage(_Value):
+    event: DispatchEvent
+    routes: tuple[Route, ...]
+
+
+class PendingDelivery(_Value):
+    """A delivery still to make, with the message it carries."""
+
+    delivery_id: int
+    endpoint: str
+    cabinet_id: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    expires_at: datetime
+    event: DispatchEvent
+
+
+class Attempt(_Value):
+    number: int
+    started_at: datetime
+    duration_ms: float
+    ok: bool
+    http_status: int | None = None
+    error: str | None = None
+
+
+class DeliveryRecord(_Value):
+    """A delivery as ``aedfleet dispatch list`` and the API show it."""
+
+    delivery_id: int
+    message_id: str
+    endpoint: str
+    cabinet_id: str
+    incident_id: str
+    number: int
+    kind: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    expires_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
+    attempt_log: tuple[Attempt, ...] = ()
+
+
+def _decode_event(payload: str) -> DispatchEvent:
+    try:
+        return DispatchEvent.model_validate_json(payload)
+    except ValidationError as exc:
+        raise OutboxError(f"a stored dispatch message is invalid: {exc}") from None
+
+
+class DispatchOutbox:
+    """The outbox of one database. Create it with :meth:`open`."""
+
+    def __init__(self, *, _engine: Engine) -> None:
+        self._engine = _engine
+
+    @classmethod
+    def open(cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> DispatchOutbox:
+        """Connect to the state store at ``url`` and bring its schema up to date."""
+        try:
+            engine = create_store_engine(url, timeout_s)
+        except StoreError as exc:
+            raise OutboxError(str(exc)) from None
+        try:
+            upgrade(engine)
+        except StoreError as exc:
+            engine.dispose()
+            raise OutboxError(str(exc)) from None
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(_engine=engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def location(self) -> str:
+        return describe(self._engine)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self, action: str) -> Iterator[Connection]:
+        with self._translated(action), self._engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _writing(self, action: str) -> Iterator[Connection]:
+        with self._translated(action), self._engine.connect() as connection:
+            connection.execution_options(**WRITE)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise OutboxError(
+                f"cannot {action} in the outbox {describe(self._engine)}: {reason(exc)}"
+            ) from exc
+
+    def _upsert_states(self, connection: Connection, rows: list[dict[str, object]]) -> None:
+        statement: postgresql.Insert | sqlite.Insert
+        if connection.dialect.name == "postgresql":
+            statement = postgresql.insert(dispatch_cabinets)
+        else:
+            statement = sqlite.insert(dispatch_cabinets)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["cabinet_id"],
+                set_={
+                    "state": statement.excluded.state,
+                    "due_at": statement.excluded.due_at,
+                    "updated_at": statement.excluded.updated_at,
+                },
+            ),
+            rows,
+        )
+
+    # -- writing -------------------------------------------------------------------------
+
+    def record(
+        self,
+        states: Sequence[CabinetState],
+        messages: Sequence[NewMessage],
+        now: datetime,
+        policy: CoalescingPolicy,
+    ) -> list[PendingDelivery]:
+        """Store cabinet states, new messages and their deliveries in one transaction.
+
+        A message already stored (the same event id) is left as it is and gets no new
+        deliveries. Returns the deliveries created, in the order they are to be made.
+        """
+        with self._writing(f"record {len(messages)} dispatch messages") as connection:
+            if states:
+                self._upsert_states(
+                    connection,
+                    [
+                        {
+                            "cabinet_id": state.cabinet_id,
+                            "state": state.model_dump_json(),
+                            "due_at": due_at(state, policy),
+                            "updated_at": now,
+                        }
+                        for state in states
+                    ],
+                )
+            if not messages:
+                return []
+            ids = [message.event.event_id for message in messages]
+            stored = set(
+                connection.scalars(
+                    select(dispatch_messages.c.message_id).where(
+                        dispatch_messages.c.message_id.in_(ids)
+                    )
+                )
+            )
+            fresh = [message for message in messages if message.event.event_id not in stored]
+            if not fresh:
+                return []
+            connection.execute(
+                insert(dispatch_messages),
+                [
+                    {
+                        "message_id": message.event.event_id,
+                        "cabinet_id": message.event.cabinet_id,
+                        "incident_id": message.event.incident_id,
+                        "number": message.event.update_number,
+                        "kind": message.event.kind.value,
+                        "event_type": message.event.event_type.value,
+                        "created_at": message.event.sent_at,
+                        "payload": message.event.model_dump_json(),
+                    }
+                    for message in fresh
+                ],
+            )
+            wanted = [(message, route) for message in fresh for route in message.routes]
+            if not wanted:
+                return []
+            rows = connection.execute(
+                insert(dispatch_deliveries).returning(
+                    dispatch_deliveries.c.delivery_id, sort_by_parameter_order=True
+                ),
+                [
+                    {
+                        "message_id": message.event.event_id,
+                        "endpoint": route.endpoint,
+                        "cabinet_id": message.event.cabinet_id,
+                        "status": DeliveryStatus.PENDING.value,
+                        "attempts": 0,
+                        "created_at": now,
+                        "next_attempt_at": now,
+                        "expires_at": route.expires_at,
+                    }
+                    for message, route in wanted
+                ],
+            ).all()
+        return [
+            PendingDelivery(
+                delivery_id=row.delivery_id,
+                endpoint=route.endpoint,
+                cabinet_id=message.event.cabinet_id,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+                expires_at=route.expires_at,
+                event=message.event,
+            )
+            for row, (message, route) in zip(rows, wanted, strict=True)
+        ]
+
+    def record_attempts(self, attempts: Sequence[tuple[int, Attempt, datetime | None]]) -> None:
+        """Record attempts, each as (delivery id, attempt, next attempt time), in one
+        transaction: a successful attempt finishes its delivery, a failed one schedules
+        the next at the time given."""
+        if not attempts:
+            return
+        with self._writing(f"record {len(attempts)} delivery attempts") as connection:
+            connection.execute(
+                insert(dispatch_attempts),
+                [
+                    {"delivery_id": delivery_id, **attempt.model_dump()}
+                    for delivery_id, attempt, _ in attempts
+                ],
+            )
+            for delivery_id, attempt, next_attempt_at in attempts:
+                changes: dict[str, object] = {
+                    "attempts": attempt.number,
+                    "last_error": attempt.error,
+                }
+                if attempt.ok:
+                    changes |= {
+                        "status": DeliveryStatus.DELIVERED.value,
+                        "finished_at": attempt.started_at,
+                    }
+                elif next_attempt_at is not None:
+                    changes["next_attempt_at"] = next_attempt_at
+                connection.execute(
+                    update(dispatch_deliveries)
+                    .where(dispatch_deliveries.c.delivery_id == delivery_id)
+                    .values(changes)
+                )
+
+    def expire(self, delivery_id: int, now: datetime) -> None:
+        """Give up on a delivery whose message is no longer worth sending."""
+        with self._writing(f"expire delivery {delivery_id}") as connection:
+            connection.execute(
+                update(dispatch_deliveries)
+                .where(
+                    and_(
+                        dispatch_deliveries.c.delivery_id == delivery_id,
+                        dispatch_deliveries.c.status == DeliveryStatus.PENDING.value,
+                    )
+                )
+                .values(status=DeliveryStatus.EXPIRED.value, finished_at=now)
+            )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def states(self) -> dict[str, CabinetState]:
+        """Every cabinet's coalescing state, by cabinet id."""
+        with self._reading("load the cabinet states") as connection:
+            rows = connection.execute(
+                select(dispatch_cabinets.c.cabinet_id, dispatch_cabinets.c.state)
+            ).all()
+        try:
+            return {row.cabinet_id: CabinetState.model_validate_json(row.state) for row in rows}
+        except ValidationError as exc:
+            raise OutboxError(f"a stored cabinet state is invalid: {exc}") from None
+
+    def pending(self) -> list[PendingDelivery]:
+        """Every delivery not yet made nor expired, in ``delivery_id`` order."""
+        with self._reading("load the pending deliveries") as connection:
+            rows = connection.execute(
+                select(dispatch_deliveries, dispatch_messages.c.payload)
+                .join(
+                    dispatch_messages,
+                    dispatch_messages.c.message_id == dispatch_deliveries.c.message_id,
+                )
+                .where(dispatch_deliveries.c.status == DeliveryStatus.PENDING.value)
+                .order_by(dispatch_deliveries.c.delivery_id)
+            ).all()
+        return [
+            PendingDelivery(
+                delivery_id=row.delivery_id,
+                endpoint=row.endpoint,
+                cabinet_id=row.cabinet_id,
+                attempts=row.attempts,
+                created_at=row.created_at,
+                next_attempt_at=row.next_attempt_at,
+                expires_at=row.expires_at,
+                event=_decode_event(row.payload),
+            )
+            for row in rows
+        ]
+
+    def message(self, message_id: str) -> DispatchEvent | None:
+        with self._reading(f"read message {message_id!r}") as connection:
+            payload = connection.scalar(
+                select(dispatch_messages.c.payload).where(
+                    dispatch_messages.c.message_id == message_id
+                )
+            )
+        return None if payload is None else _decode_event(payload)
+
+    def counts(self) -> dict[tuple[str, DeliveryStatus], int]:
+        """How many deliveries each endpoint has in each status."""
+        with self._reading("count the deliveries") as connection:
+            rows = connection.execute(
+                select(
+                    dispatch_deliveries.c.endpoint,
+                    dispatch_deliveries.c.status,
+                    func.count(),
+                ).group_by(dispatch_deliveries.c.endpoint, dispatch_deliveries.c.status)
+            ).all()
+        return {(row[0], DeliveryStatus(row[1])): int(row[2]) for row in rows}
+
+    def recent(
+        self,
+        limit: int = 20,
+        *,
+        cabinet_id: str | None = None,
+        endpoint: str | None = None,
+        status: DeliveryStatus | None = None,
+        with_attempts: bool = True,
+    ) -> list[DeliveryRecord]:
+        """The newest deliveries first, with their attempts."""
+        query = (
+            select(
+                dispatch_deliveries,
+                dispatch_messages.c.incident_id,
+                dispatch_messages.c.number,
+                dispatch_messages.c.kind,
+                dispatch_messages.c.event_type,
+            )
+            .join(
+                dispatch_messages,
+                dispatch_messages.c.message_id == dispatch_deliveries.c.message_id,
+            )
+            .order_by(dispatch_deliveries.c.delivery_id.desc())
+            .limit(limit)
+        )
+        if cabinet_id is not None:
+            query = query.where(dispatch_deliveries.c.cabinet_id == cabinet_id)
+        if endpoint is not None:
+            query = query.where(dispatch_deliveries.c.endpoint == endpoint)
+        if status is not None:
+            query = query.where(dispatch_deliveries.c.status == status.value)
+        with self._reading("list the deliveries") as connection:
+            rows = connection.execute(query).all()
+            log: dict[int, list[Attempt]] = {}
+            ids = [row.delivery_id for row in rows]
+            if with_attempts and ids:
+                attempts = connection.execute(
+                    select(dispatch_attempts)
+                    .where(dispatch_attempts.c.delivery_id.in_(ids))
+                    .order_by(dispatch_attempts.c.attempt_id)
+                ).all()
+                for attempt in attempts:
+                    log.setdefault(attempt.delivery_id, []).append(_attempt(attempt._mapping))
+        return [
+            DeliveryRecord(
+                **{
+                    name: value
+                    for name, value in row._asdict().items()
+                    if name in DeliveryRecord.model_fields
+                },
+                attempt_log=tuple(log.get(row.delivery_id, ())),
+            )
+            for row in rows
+        ]
+
+
+def _attempt(row: Mapping[Any, Any]) -> Attempt:
+    return Attempt(
+        number=row["number"],
+        started_at=row["started_at"],
+        duration_ms=row["duration_ms"],
+        ok=row["ok"],
+        http_status=row["http_status"],
+        error=row["error"],
+    )
