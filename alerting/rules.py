@@ -80,19 +80,15 @@ def _plus(instant: datetime, duration: timedelta) -> datetime:
         return _LATEST if duration > timedelta(0) else _EARLIEST
 
 
-def _midnight(day: date, zone: ZoneInfo) -> datetime:
-    """The start of ``day`` in ``zone``, in UTC."""
+def _midnight(day: date, zone: ZoneInfo, *, days_later: int = 0) -> datetime:
+    """The start of ``day`` (moved by ``days_later``) in ``zone``, in UTC; past either
+    end of the calendar, the end itself."""
     try:
-        return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+        return datetime.combine(day + timedelta(days=days_later), time(), tzinfo=zone).astimezone(
+            UTC
+        )
     except OverflowError:
-        return _EARLIEST if day.year == 1 else _LATEST
-
-
-def _day_shift(day: date, days: int) -> date:
-    try:
-        return day + timedelta(days=days)
-    except OverflowError:
-        return date.min if days < 0 else date.max
+        return _LATEST if day.year > 1 and days_later >= 0 else _EARLIEST
 
 
 def _utc(instant: datetime) -> str:
@@ -114,7 +110,8 @@ class _Evaluation:
         """Whether ``deadline`` has passed; one still ahead is remembered for next_change."""
         if deadline <= self.now:
             return True
-        self.ahead.append(deadline)
+        if deadline < _LATEST:  # the end of the calendar stands for never
+            self.ahead.append(deadline)
         return False
 
     def add(
@@ -271,7 +268,7 @@ def _expiry(
 ) -> None:
     if expiry is None:
         return
-    expired_at = _midnight(_day_shift(expiry, 1), e.zone)
+    expired_at = _midnight(expiry, e.zone, days_later=1)
     if e.reached(expired_at):
         severity = getattr(e.rules.severities, expired.value)
         e.add(expired, severity, expired_at, f"{what} expired on {expiry.isoformat()}")
@@ -281,10 +278,10 @@ def _expiry(
         return
     notice_severity: Severity | None = None
     for notice in notices:
-        if e.reached(_midnight(_day_shift(expiry, -notice.within_days), e.zone)):
+        if e.reached(_midnight(expiry, e.zone, days_later=-notice.within_days)):
             notice_severity = notice.severity
     if notice_severity is not None:
-        first_notice = _midnight(_day_shift(expiry, -notices[0].within_days), e.zone)
+        first_notice = _midnight(expiry, e.zone, days_later=-notices[0].within_days)
         e.add(
             expiring,
             notice_severity,

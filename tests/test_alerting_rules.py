@@ -563,6 +563,17 @@ def test_dates_at_the_ends_of_the_calendar_do_not_overflow() -> None:
     }
     assert AlarmType.BATTERY_EXPIRED in conditions
     assert AlarmType.PADS_EXPIRED not in conditions
+    rules = RULES.model_copy(
+        update={"thresholds": RULES.thresholds.model_copy(update={"expiry_notices": ()})}
+    )
+    facts = with_inspection(CabinetFacts(cabinet_id=CABINET), at(0))
+    forever = rules.model_copy(
+        update={
+            "thresholds": rules.thresholds.model_copy(update={"inspection_interval": timedelta.max})
+        }
+    )
+    # Deadlines past the end of the calendar never come.
+    assert next_change(cabinet, None, facts, forever, at(0)) is None
 
 
 # -- next_change never lies ----------------------------------------------------------------------
