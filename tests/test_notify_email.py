@@ -1,0 +1,259 @@
+"""Email against a real aiosmtpd server on loopback: plain, STARTTLS, TLS, AUTH, failures."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr, ValidationError
+
+from alerting.model import AlarmType, NoticeKind, Severity
+from alerting.notifiers.base import ChannelError, ChannelTimeoutError, RenderedNotice
+from alerting.notifiers.email import EmailNotifier, SmtpSecurity, SmtpSettings, message_id
+from alerting.render import Renderer
+from ingest.registry.models import Language, Person
+from tests.brokers import TlsFiles, free_port, make_test_pki
+from tests.notify_support import SilentServer, SmtpServer, alarm, brief, notice, person
+
+RENDERER = Renderer()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_test_pki(tmp_path_factory.mktemp("smtp-pki"))
+
+
+@pytest.fixture
+def plain_server() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+def smtp_settings(port: int | None, **overrides: object) -> SmtpSettings:
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": SmtpSecurity.NONE,
+        "from_address": "aed-alerts@fleet.example.cn",
+        "from_name": "AED 值班系统",
+        "timeout_s": 10,
+    }
+    return SmtpSettings.model_validate(values | overrides)
+
+
+def chinese_page() -> RenderedNotice:
+    return RENDERER.render(notice(NoticeKind.PAGE, brief(alarm(AlarmType.AED_NOT_RETURNED))))
+
+
+def only_message(server: SmtpServer) -> EmailMessage:
+    assert len(server.inbox.messages) == 1
+    return server.inbox.messages[0][1]
+
+
+async def test_plain_smtp_delivers_both_parts_with_chinese_headers_encoded(
+    plain_server: SmtpServer,
+) -> None:
+    rendered = chinese_page()
+    recipient = person()
+
+    await EmailNotifier(smtp_settings(plain_server.port)).send(rendered, recipient)
+
+    envelope, received = plain_server.inbox.messages[0]
+    assert envelope.mail_from == "aed-alerts@fleet.example.cn"
+    assert envelope.rcpt_tos == ["zhang@example.cn"]
+    raw = envelope.original_content
+    assert isinstance(raw, bytes)
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    header_block.decode("ascii")  # every non-ASCII header travelled as RFC 2047 words
+    assert b"=?utf-8?" in header_block
+
+    assert received["Subject"] == rendered.subject == "【紧急】AED 未归还 - 深圳湾小学 东门"
+    assert received["To"].addresses[0].display_name == "张伟"
+    assert received["To"].addresses[0].addr_spec == "zhang@example.cn"
+    assert received["From"].addresses[0].display_name == "AED 值班系统"
+    assert received["Message-ID"] == "<aedfleet.42=3Apage=3A0=3A0=3Acaptain@fleet.example.cn>"
+    assert received["X-Aedfleet-Notice-Id"] == "42:page:0:0:captain"
+    assert received["X-Aedfleet-Notice-Kind"] == "page"
+    assert received["Auto-Submitted"] == "auto-generated"
+    assert received["Importance"] == "high"
+    assert received["Date"].datetime == rendered.notice.created_at
+    assert received.get_content_type() == "multipart/alternative"
+    parts = list(received.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert all(isinstance(part, EmailMessage) for part in parts)
+    plain, html = (part.get_content() for part in parts if isinstance(part, EmailMessage))
+    # Text travels with CRLF line ends, as RFC 5322 wants.
+    assert plain.replace("\r\n", "\n") == rendered.text
+    assert html.replace("\r\n", "\n") == rendered.html
+    assert "请找到 AED 并放回机柜" in plain
+    assert "https://aed.example.cn/a/42-ack" in html
+
+
+async def test_a_warning_is_not_flagged_urgent_and_english_stays_english(
+    plain_server: SmtpServer,
+) -> None:
+    rendered = RENDERER.render(
+        notice(
+            NoticeKind.REMINDER,
+            brief(alarm(AlarmType.PADS_EXPIRING, Severity.WARNING)),
+            recipient=person(Language.EN, name="Anna Müller", email="anna@example.de"),
+        )
+    )
+
+    await EmailNotifier(smtp_settings(plain_server.port)).send(rendered, rendered.notice.recipient)
+
+    received = only_message(plain_server)
+    assert received["Importance"] is None
+    assert received["Subject"] == "Reminder: [Warning] Pads expiring soon - 深圳湾小学 东门"
+    assert received["To"].addresses[0].display_name == "Anna Müller"
+    assert received["Content-Language"] == "en"
+
+
+async def test_starttls_with_login(pki: TlsFiles) -> None:
+    with SmtpServer("starttls", tls=pki, users={"aedfleet": "s3cret-口令"}) as server:
+        settings = smtp_settings(
+            server.port,
+            host="localhost",
+            security=SmtpSecurity.STARTTLS,
+            ca_file=pki.ca_cert,
+            username="aedfleet",
+            password="s3cret-口令",  # noqa: S106 - test value
+        )
+
+        await EmailNotifier(settings).send(chinese_page(), person())
+
+        assert server.authenticator.logins == ["aedfleet"]
+        assert only_message(server)["Subject"] == "【紧急】AED 未归还 - 深圳湾小学 东门"
+
+
+async def test_implicit_tls(pki: TlsFiles) -> None:
+    with SmtpServer("tls", tls=pki) as server:
+        settings = smtp_settings(
+            server.port, host="localhost", security=SmtpSecurity.TLS, ca_file=pki.ca_cert
+        )
+
+        await EmailNotifier(settings).send(chinese_page(), person())
+
+        assert only_message(server)["X-Aedfleet-Notice-Id"] == "42:page:0:0:captain"
+
+
+async def test_wrong_password_is_not_retryable(pki: TlsFiles) -> None:
+    with SmtpServer("starttls", tls=pki, users={"aedfleet": "right"}) as server:
+        settings = smtp_settings(
+            server.port,
+            host="localhost",
+            security=SmtpSecurity.STARTTLS,
+            ca_file=pki.ca_cert,
+            username="aedfleet",
+            password="wrong",  # noqa: S106 - test value
+        )
+
+        with pytest.raises(ChannelError, match="login refused: 535") as caught:
+            await EmailNotifier(settings).send(chinese_page(), person())
+
+        assert caught.value.retryable is False
+        assert "wrong" not in str(caught.value)
+        assert server.inbox.messages == []
+
+
+async def test_an_untrusted_certificate_is_not_retryable(pki: TlsFiles) -> None:
+    with SmtpServer("tls", tls=pki) as server:
+        settings = smtp_settings(server.port, host="localhost", security=SmtpSecurity.TLS)
+
+        with pytest.raises(ChannelError, match="TLS failed") as caught:
+            await EmailNotifier(settings).send(chinese_page(), person())
+
+        assert caught.value.retryable is False
+
+
+async def test_starttls_demanded_from_a_server_without_it_is_not_retryable(
+    plain_server: SmtpServer,
+) -> None:
+    settings = smtp_settings(plain_server.port, security=SmtpSecurity.STARTTLS)
+
+    with pytest.raises(ChannelError, match="STARTTLS") as caught:
+        await EmailNotifier(settings).send(chinese_page(), person())
+
+    assert caught.value.retryable is False
+    assert plain_server.inbox.messages == []
+
+
+async def test_a_refused_connection_is_retryable() -> None:
+    settings = smtp_settings(free_port())
+
+    with pytest.raises(ChannelError) as caught:
+        await EmailNotifier(settings).send(chinese_page(), person())
+
+    assert caught.value.retryable is True
+    assert caught.value.endpoint == f"smtp://127.0.0.1:{settings.port} (none)"
+
+
+async def test_a_server_that_never_greets_times_out() -> None:
+    async with SilentServer() as silent:
+        settings = smtp_settings(silent.port, timeout_s=0.3)
+
+        with pytest.raises(ChannelTimeoutError) as caught:
+            await EmailNotifier(settings).send(chinese_page(), person())
+
+    assert caught.value.retryable is True
+    assert caught.value.timeout_s == 0.3
+
+
+@pytest.mark.parametrize(
+    ("reply", "retryable"),
+    [("451 4.3.0 Mailbox busy, try later", True), ("554 5.7.1 Rejected as spam", False)],
+)
+async def test_a_refused_message_is_retryable_only_for_4xx(
+    plain_server: SmtpServer, reply: str, retryable: bool
+) -> None:
+    plain_server.inbox.refuse_with = reply
+
+    with pytest.raises(ChannelError, match=reply.split(maxsplit=1)[0]) as caught:
+        await EmailNotifier(smtp_settings(plain_server.port)).send(chinese_page(), person())
+
+    assert caught.value.retryable is retryable
+
+
+def test_a_person_without_an_address_is_not_reached() -> None:
+    notifier = EmailNotifier(smtp_settings(25))
+    nobody = Person(person_id="p-no-mail", name="无邮箱")
+
+    assert notifier.reaches(person())
+    assert not notifier.reaches(nobody)
+    with pytest.raises(ChannelError, match="has no email address"):
+        notifier.message(chinese_page(), nobody)
+
+
+def test_the_message_is_the_same_for_the_same_notice() -> None:
+    notifier = EmailNotifier(smtp_settings(25))
+    first = notifier.message(chinese_page(), person())
+    second = notifier.message(chinese_page(), person())
+
+    assert first.as_bytes(policy=default_policy) == second.as_bytes(policy=default_policy)
+
+
+@given(st.text(min_size=1, max_size=60), st.text(min_size=1, max_size=60))
+def test_message_ids_are_valid_and_distinct_per_notice(first: str, second: str) -> None:
+    ids = {message_id(first, "fleet.example.cn"), message_id(second, "fleet.example.cn")}
+
+    for value in ids:
+        assert re.fullmatch(r"<aedfleet\.[A-Za-z0-9_\-=]+@fleet\.example\.cn>", value)
+    assert len(ids) == (1 if first == second else 2)
+
+
+def test_smtp_settings_defaults_and_validation() -> None:
+    assert smtp_settings(None, security="tls").effective_port == 465
+    assert smtp_settings(None, security="starttls").effective_port == 587
+    assert smtp_settings(None).effective_port == 25
+    secret = smtp_settings(25, username="u", password="p").password  # noqa: S106 - test value
+    assert isinstance(secret, SecretStr)
+    assert "p" not in repr(secret)
+    with pytest.raises(ValidationError, match="username and password go together"):
+        smtp_settings(25, username="only-a-user")
+    with pytest.raises(ValidationError, match="security"):
+        smtp_settings(25, security="ssl")
