@@ -1,0 +1,1074 @@
+"""The alarm store: alarms, their history and escalations, the notification outbox,
+silences, inspections and the rules' facts, in the state store's database.
+
+Synchronous SQLAlchemy Core, like :class:`ingest.store.StateStore`, opened on the same
+URL (SQLite in WAL mode or PostgreSQL) and migrated by the same chain. Safe to share
+between threads, and between processes on one database: every method is one
+transaction; read-modify-write ones lock what they modify first (the rows on PostgreSQL,
+the database on SQLite, whose write transactions begin ``IMMEDIATE``), then apply the
+pure transitions of :mod:`alerting.lifecycle` and :mod:`alerting.escalation`, so that
+the store holds no second definition of them.
+
+Guarantees, and what makes them hold:
+
+- **One active alarm per (cabinet, type)**: the partial unique index ``uq_alarms_active``.
+  :meth:`AlarmStore.apply` inserts with ``ON CONFLICT DO NOTHING`` on it; a worker that
+  loses a race to raise the same alarm gets the winner's alarm back (in
+  ``already_raised``) and records nothing.
+- **Every raised alarm escalates**: the alarm, its first history event and its
+  escalation are written in one transaction; an upgrade restarts the escalation in the
+  transaction that records it.
+- **Nobody is paged twice for one decision**: a notification's (page key, person) is
+  unique, so recording it again after a crash records nothing (:meth:`record_notice`
+  returns None).
+- **An acknowledgement stops every page at once**: acknowledging or resolving stops the
+  escalation and withdraws the alarm from every pending notification in the same
+  transaction (a notification left about no alarm is cancelled), and
+  :meth:`AlarmStore.record_notice` refuses a page or reminder about alarms that are no
+  longer raised. Both lock the alarm rows, so an acknowledgement and a page being
+  recorded cannot pass each other.
+- **Escalations are worked once at a time**: :meth:`AlarmStore.claim_due` leases the
+  due escalations to its caller (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so that
+  workers take different ones; the write lock on SQLite) until it saves the advanced
+  state or the lease runs out (a worker that died).
+
+Only :mod:`alerting.model` values, the lifecycle's changes and the escalation's states,
+:class:`AppliedChanges` and :class:`AlarmStoreError` cross this interface.
+
+Exceptions::
+
+    AlertingError
+    └── AlarmStoreError      the database failed, or the request cannot be done
+        ├── AlarmNotFoundError    no alarm has that id; .alarm_id
+        └── TransitionRefusedError  the lifecycle forbids it (acknowledging a resolved alarm)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from enum import Enum
+from itertools import islice
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from alerting.escalation import EscalationPolicies, EscalationState, start
+from alerting.lifecycle import (
+    CancelClear,
+    Change,
+    ClearSeen,
+    EscalationEffect,
+    LifecycleError,
+    Raise,
+    Resolve,
+    Update,
+    acknowledge,
+    apply_change,
+    escalation_effect,
+    raise_alarm,
+    resolve,
+)
+from alerting.model import (
+    Alarm,
+    AlarmEvent,
+    AlarmEventKind,
+    AlarmState,
+    AlarmType,
+    AlertingError,
+    DeliveryAttempt,
+    Inspection,
+    InspectionResult,
+    NoticeKind,
+    Notification,
+    NotificationState,
+    Silence,
+    Via,
+)
+from alerting.tables import (
+    ACTIVE_ALARM,
+    alarm_events,
+    alarms,
+    escalations,
+    inspections,
+    notification_alarms,
+    notification_attempts,
+    notifications,
+    rule_facts,
+    silences,
+)
+from ingest.store.engine import DEFAULT_TIMEOUT_S, WRITE, create_store_engine, describe, reason
+from ingest.store.errors import StoreError
+from ingest.store.migration import upgrade
+from ingest.store.tables import cabinets
+
+__all__ = [
+    "AlarmNotFoundError",
+    "AlarmStore",
+    "AlarmStoreError",
+    "AppliedChanges",
+    "TransitionRefusedError",
+]
+
+# Ids per "IN (...)" query: well below SQLite's and PostgreSQL's limits on parameters.
+_CHUNK: Final = 500
+_RAISE_ATTEMPTS: Final = 5
+DEFAULT_LEASE: Final = timedelta(minutes=1)
+# Notifications an acknowledgement withdraws: everything but the news that it resolved.
+_WITHDRAWABLE: Final = tuple(kind.value for kind in NoticeKind if kind is not NoticeKind.RESOLVED)
+
+M = TypeVar("M", bound=BaseModel)
+K = TypeVar("K", int, str)
+
+
+class AlarmStoreError(AlertingError):
+    """The alarm store could not do what was asked; the message says what and why."""
+
+
+class AlarmNotFoundError(AlarmStoreError):
+    def __init__(self, alarm_id: int) -> None:
+        super().__init__(f"no alarm has the id {alarm_id}")
+        self.alarm_id = alarm_id
+
+
+class TransitionRefusedError(AlarmStoreError):
+    """The alarm lifecycle does not allow the transition (the message says why)."""
+
+
+class AppliedChanges(BaseModel):
+    """What :meth:`AlarmStore.apply` did, each alarm as it ended up.
+
+    ``escalations`` are the escalations started (new alarms) or restarted (upgrades):
+    their first step is due at once for most policies, so the caller may advance them
+    right away instead of waiting for the next :meth:`AlarmStore.claim_due`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    raised: tuple[Alarm, ...] = ()  # new alarms (also in resolved if resolved at once)
+    already_raised: tuple[Alarm, ...] = ()
+    changed: tuple[Alarm, ...] = ()
+    resolved: tuple[Alarm, ...] = ()
+    escalations: tuple[EscalationState, ...] = ()
+
+
+# -- conversions --------------------------------------------------------------------------------
+
+
+def _columns(model: BaseModel) -> dict[str, object]:
+    """A value's fields as column values (enumerations by value, URLs as text)."""
+    row: dict[str, object] = {}
+    for name, value in model.__dict__.items():
+        if isinstance(value, Enum):
+            row[name] = value.value
+        elif value is None or isinstance(value, str | int | float | date | datetime):
+            row[name] = value
+        elif isinstance(value, tuple):
+            row[name] = list(value)
+        else:
+            row[name] = str(value)
+    return row
+
+
+def _model(kind: type[M], row: Mapping[str, Any]) -> M:
+    try:
+        return kind.model_validate(dict(row))
+    except ValidationError as exc:
+        raise AlarmStoreError(f"a stored {kind.__name__} is invalid: {exc}") from None
+
+
+def _alarm(row: Mapping[str, Any]) -> Alarm:
+    return _model(Alarm, row)
+
+
+def _escalation(row: Mapping[str, Any]) -> EscalationState:
+    return _model(EscalationState, {k: v for k, v in row.items() if k != "claimed_until"})
+
+
+def _chunks(items: Sequence[K], size: int = _CHUNK) -> Iterator[list[K]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class AlarmStore:
+    """Alerting's state in the state store's database. Create it with :meth:`open`."""
+
+    def __init__(self, *, _engine: Engine, _policies: EscalationPolicies) -> None:
+        self._engine = _engine
+        self._policies = _policies
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        policies: EscalationPolicies | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> AlarmStore:
+        """Connect to ``sqlite:///path`` or ``postgresql+psycopg://...`` and migrate it.
+
+        ``policies`` start and restart escalations in :meth:`apply` (the issue's defaults
+        when None); ``timeout_s`` bounds connecting and every wait for a lock.
+        """
+        try:
+            engine = create_store_engine(url, timeout_s)
+        except StoreError as exc:
+            raise AlarmStoreError(str(exc)) from exc
+        try:
+            upgrade(engine)
+        except StoreError as exc:
+            engine.dispose()
+            raise AlarmStoreError(str(exc)) from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(_engine=engine, _policies=policies or EscalationPolicies())
+
+    def close(self) -> None:
+        """Close every pooled connection; the store is unusable afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self, action: str) -> Iterator[Connection]:
+        """A connection whose reads all see one snapshot (SQLite's transactions always do)."""
+        with self._translated(action), self._engine.connect() as connection:
+            if self._postgres(connection):
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            yield connection
+
+    @contextmanager
+    def _writing(self, action: str) -> Iterator[Connection]:
+        with self._translated(action), self._engine.connect() as connection:
+            connection.execution_options(**WRITE)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise AlarmStoreError(
+                f"{action} violates a constraint of {describe(self._engine)}: {reason(exc)}"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise AlarmStoreError(
+                f"cannot {action} in {describe(self._engine)}: {reason(exc)}"
+            ) from exc
+
+    @staticmethod
+    def _postgres(connection: Connection) -> bool:
+        return connection.dialect.name == "postgresql"
+
+    def _insert(self, connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+        if self._postgres(connection):
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    # -- alarms ------------------------------------------------------------------------------
+
+    def active_alarms(self, cabinet_ids: Iterable[str]) -> dict[str, dict[AlarmType, Alarm]]:
+        """The unresolved alarms of each cabinet by type; every id asked for is a key."""
+        wanted = sorted(set(cabinet_ids))
+        found: dict[str, dict[AlarmType, Alarm]] = {cabinet_id: {} for cabinet_id in wanted}
+        with self._reading("read the active alarms") as connection:
+            for chunk in _chunks(wanted):
+                rows = connection.execute(
+                    select(alarms).where(alarms.c.cabinet_id.in_(chunk), _active())
+                )
+                for row in rows:
+                    alarm = _alarm(row._asdict())
+                    found[alarm.cabinet_id][alarm.type] = alarm
+        return found
+
+    def alarm(self, alarm_id: int) -> Alarm | None:
+        with self._reading(f"read alarm {alarm_id}") as connection:
+            row = connection.execute(select(alarms).where(alarms.c.alarm_id == alarm_id)).first()
+        return None if row is None else _alarm(row._asdict())
+
+    def alarms(
+        self,
+        state: AlarmState | None = None,
+        cabinet_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Alarm]:
+        """Alarms, newest first, optionally of one state and/or one cabinet."""
+        query = select(alarms)
+        if state is not None:
+            query = query.where(alarms.c.state == state.value)
+        if cabinet_id is not None:
+            query = query.where(alarms.c.cabinet_id == cabinet_id)
+        query = query.order_by(alarms.c.raised_at.desc(), alarms.c.alarm_id.desc()).limit(limit)
+        with self._reading("list the alarms") as connection:
+            return [_alarm(row._asdict()) for row in connection.execute(query)]
+
+    def history(self, alarm_id: int) -> list[AlarmEvent]:
+        """What happened to an alarm, oldest first (empty for an unknown id)."""
+        with self._reading(f"read the history of alarm {alarm_id}") as connection:
+            rows = connection.execute(
+                select(alarm_events)
+                .where(alarm_events.c.alarm_id == alarm_id)
+                .order_by(alarm_events.c.event_id)
+            )
+            return [_model(AlarmEvent, row._asdict()) for row in rows]
+
+    def apply(self, cabinet_id: str, changes: Sequence[Change], now: datetime) -> AppliedChanges:
+        """Apply :func:`alerting.lifecycle.reconcile`'s changes for one cabinet, atomically.
+
+        Each change is applied to the alarm as stored (locked), not as it was when the
+        change was decided, so that changes decided by two workers from the same view
+        apply once: a second raise of an active (cabinet, type) returns that alarm in
+        ``already_raised``, a repeated update, clear or resolve changes nothing.
+        """
+        with self._writing(f"apply {len(changes)} alarm changes to cabinet {cabinet_id!r}") as c:
+            return _Applying(self, c, cabinet_id, now).run(changes)
+
+    def acknowledge(self, alarm_id: int, by: str, via: Via, now: datetime) -> Alarm:
+        """Acknowledge the alarm: its escalation stops and every pending page of it is
+        withdrawn, at once. Acknowledging again keeps the first acknowledgement."""
+        with self._writing(f"acknowledge alarm {alarm_id}") as connection:
+            return self._act(connection, alarm_id, now, lambda a: acknowledge(a, by, via, now))
+
+    def resolve(self, alarm_id: int, by: str, via: Via, now: datetime) -> Alarm:
+        """Resolve the alarm by hand (see :func:`alerting.lifecycle.resolve`): its
+        escalation stops and its pending pages are withdrawn. Idempotent."""
+        with self._writing(f"resolve alarm {alarm_id}") as connection:
+            return self._act(connection, alarm_id, now, lambda a: resolve(a, by, via, now))
+
+    def _act(
+        self,
+        connection: Connection,
+        alarm_id: int,
+        now: datetime,
+        transition: Callable[[Alarm], Alarm],
+    ) -> Alarm:
+        before = self._locked_alarms(connection, [alarm_id]).get(alarm_id)
+        if before is None:
+            raise AlarmNotFoundError(alarm_id)
+        try:
+            after = transition(before)
+        except LifecycleError as exc:
+            raise TransitionRefusedError(str(exc)) from exc
+        if after == before:
+            return before
+        self._write_alarm(connection, after)
+        if after.state is AlarmState.RESOLVED:
+            self._event(
+                connection,
+                after,
+                AlarmEventKind.RESOLVED,
+                now,
+                after.resolved_by,
+                after.resolved_via,
+            )
+        else:
+            self._event(
+                connection,
+                after,
+                AlarmEventKind.ACKNOWLEDGED,
+                now,
+                after.acknowledged_by,
+                after.acknowledged_via,
+            )
+        self._stop(connection, alarm_id, now)
+        return after
+
+    def _locked_alarms(self, connection: Connection, alarm_ids: Sequence[int]) -> dict[int, Alarm]:
+        """The alarms of ``alarm_ids``, locked for this transaction (in id order)."""
+        found: dict[int, Alarm] = {}
+        for chunk in _chunks(sorted(set(alarm_ids))):
+            query = select(alarms).where(alarms.c.alarm_id.in_(chunk)).order_by(alarms.c.alarm_id)
+            if self._postgres(connection):
+                query = query.with_for_update()
+            for row in connection.execute(query):
+                alarm = _alarm(row._asdict())
+                found[alarm.alarm_id] = alarm
+        return found
+
+    def _write_alarm(self, connection: Connection, alarm: Alarm) -> None:
+        values = _columns(alarm)
+        del values["alarm_id"]
+        connection.execute(update(alarms).where(alarms.c.alarm_id == alarm.alarm_id), values)
+
+    def _event(
+        self,
+        connection: Connection,
+        alarm: Alarm,
+        kind: AlarmEventKind,
+        at: datetime,
+        by: str | None = None,
+        via: Via | None = None,
+    ) -> None:
+        connection.execute(
+            alarm_events.insert(),
+            {
+                "alarm_id": alarm.alarm_id,
+                "kind": kind.value,
+                "at": at,
+                "by": by,
+                "via": (via or Via.AUTO).value,
+                "severity": alarm.severity.value,
+                "detail": alarm.detail,
+            },
+        )
+
+    def _stop(self, connection: Connection, alarm_id: int, now: datetime) -> None:
+        """Stop the alarm's escalation and withdraw it from every pending notification."""
+        connection.execute(
+            update(escalations)
+            .where(escalations.c.alarm_id == alarm_id)
+            .values(due_at=None, claimed_until=None)
+        )
+        self._withdraw(connection, alarm_id, now)
+
+    def _withdraw(self, connection: Connection, alarm_id: int, now: datetime) -> int:
+        pending = select(notifications.c.notification_id).where(
+            notifications.c.state == NotificationState.PENDING.value,
+            notifications.c.kind.in_(_WITHDRAWABLE),
+        )
+        links = and_(
+            notification_alarms.c.alarm_id == alarm_id,
+            notification_alarms.c.withdrawn_at.is_(None),
+            notification_alarms.c.notification_id.in_(pending),
+        )
+        touched = list(
+            connection.scalars(select(notification_alarms.c.notification_id).where(links))
+        )
+        if not touched:
+            return 0
+        connection.execute(update(notification_alarms).where(links).values(withdrawn_at=now))
+        still_about = select(notification_alarms.c.notification_id).where(
+            notification_alarms.c.notification_id.in_(touched),
+            notification_alarms.c.withdrawn_at.is_(None),
+        )
+        cancelled = connection.execute(
+            update(notifications)
+            .where(
+                notifications.c.notification_id.in_(touched),
+                notifications.c.notification_id.not_in(still_about),
+            )
+            .values(state=NotificationState.CANCELLED.value)
+        )
+        return cancelled.rowcount
+
+    # -- escalations -------------------------------------------------------------------------
+
+    def escalation(self, alarm_id: int) -> EscalationState | None:
+        with self._reading(f"read the escalation of alarm {alarm_id}") as connection:
+            row = connection.execute(
+                select(escalations).where(escalations.c.alarm_id == alarm_id)
+            ).first()
+        return None if row is None else _escalation(row._asdict())
+
+    def save_escalation(self, state: EscalationState) -> bool:
+        """Store an advanced escalation and end the caller's claim on it.
+
+        Refused (False) when the stored escalation is further along than ``state`` (a
+        restart after an upgrade, or another worker's newer state after this worker's
+        lease ran out): an older state never overwrites a newer one. The escalation of
+        an alarm that is no longer raised is saved stopped.
+        """
+        with self._writing(f"save the escalation of alarm {state.alarm_id}") as connection:
+            alarm = self._locked_alarms(connection, [state.alarm_id]).get(state.alarm_id)
+            if alarm is None:
+                raise AlarmNotFoundError(state.alarm_id)
+            stored = self._locked_escalation(connection, state.alarm_id)
+            if stored is not None and _progress(stored) > _progress(state):
+                return False
+            if alarm.state is not AlarmState.RAISED:
+                state = state.model_copy(update={"due_at": None})
+            self._put_escalation(connection, state)
+            return True
+
+    def _locked_escalation(self, connection: Connection, alarm_id: int) -> EscalationState | None:
+        query = select(escalations).where(escalations.c.alarm_id == alarm_id)
+        if self._postgres(connection):
+            query = query.with_for_update()
+        row = connection.execute(query).first()
+        return None if row is None else _escalation(row._asdict())
+
+    def _put_escalation(self, connection: Connection, state: EscalationState) -> None:
+        values = _columns(state) | {"claimed_until": None}
+        insert = self._insert(connection, escalations)
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=["alarm_id"],
+                set_={name: insert.excluded[name] for name in values if name != "alarm_id"},
+            ),
+            values,
+        )
+
+    def claim_due(
+        self, now: datetime, limit: int = 100, lease: timedelta = DEFAULT_LEASE
+    ) -> list[tuple[Alarm, EscalationState]]:
+        """Lease up to ``limit`` escalations due at ``now`` of raised (unacknowledged) alarms.
+
+        Each is the caller's until it saves the advanced state (:meth:`save_escalation`)
+        or ``lease`` passes; meanwhile no other claim returns it. Most overdue first.
+        """
+        with self._writing("claim the due escalations") as connection:
+            query = (
+                select(escalations)
+                .join(alarms, alarms.c.alarm_id == escalations.c.alarm_id)
+                .where(
+                    escalations.c.due_at <= now,
+                    alarms.c.state == AlarmState.RAISED.value,
+                    or_(
+                        escalations.c.claimed_until.is_(None),
+                        escalations.c.claimed_until <= now,
+                    ),
+                )
+                .order_by(escalations.c.due_at, escalations.c.alarm_id)
+                .limit(limit)
+            )
+            if self._postgres(connection):
+                query = query.with_for_update(skip_locked=True, of=escalations)
+            states = [_escalation(row._asdict()) for row in connection.execute(query)]
+            if not states:
+                return []
+            ids = [state.alarm_id for state in states]
+            connection.execute(
+                update(escalations)
+                .where(escalations.c.alarm_id.in_(ids))
+                .values(claimed_until=now + lease)
+            )
+            by_id = {
+                alarm.alarm_id: alarm
+                for alarm in (
+                    _alarm(row._asdict())
+                    for row in connection.execute(select(alarms).where(alarms.c.alarm_id.in_(ids)))
+                )
+            }
+        return [(by_id[state.alarm_id], state) for state in states]
+
+    # -- notifications -----------------------------------------------------------------------
+
+    def record_notice(
+        self,
+        page_key: str,
+        person_id: str,
+        notice_kind: NoticeKind,
+        alarm_ids: Sequence[int],
+        channel_plan: Sequence[str],
+        created_at: datetime,
+        release_at: datetime,
+    ) -> int | None:
+        """Put a notification in the outbox; its id, or None when nothing was recorded.
+
+        None when (``page_key``, ``person_id``) was recorded before (a decision is
+        recorded once, whatever happened in between), and when a page, reminder or
+        digest names only alarms no longer raised (acknowledged or resolved first).
+        Alarms among ``alarm_ids`` no longer raised are left out of such a notification.
+        """
+        if not alarm_ids:
+            raise AlarmStoreError(f"notification {page_key!r} names no alarm")
+        action = f"record notification {page_key!r} for {person_id!r}"
+        with self._writing(action) as connection:
+            held = self._locked_alarms(connection, alarm_ids)
+            missing = sorted(set(alarm_ids) - held.keys())
+            if missing:
+                raise AlarmNotFoundError(missing[0])
+            about = sorted(held)
+            if notice_kind is not NoticeKind.RESOLVED:
+                about = [i for i in about if held[i].state is AlarmState.RAISED]
+                if not about:
+                    return None
+            inserted = connection.execute(
+                self._insert(connection, notifications)
+                .on_conflict_do_nothing(index_elements=["page_key", "person_id"])
+                .returning(notifications.c.notification_id),
+                {
+                    "page_key": page_key,
+                    "person_id": person_id,
+                    "kind": notice_kind.value,
+                    "channel_plan": list(channel_plan),
+                    "created_at": created_at,
+                    "release_at": release_at,
+                    "state": NotificationState.PENDING.value,
+                },
+            ).scalar_one_or_none()
+            if inserted is None:
+                return None
+            connection.execute(
+                notification_alarms.insert(),
+                [{"notification_id": inserted, "alarm_id": alarm_id} for alarm_id in about],
+            )
+            return int(inserted)
+
+    def pending_notices(self, now: datetime, limit: int = 100) -> list[Notification]:
+        """Notifications recorded, not delivered, failed nor cancelled, due by ``now``;
+        in the order of their release time."""
+        query = (
+            select(notifications)
+            .where(
+                notifications.c.state == NotificationState.PENDING.value,
+                notifications.c.release_at <= now,
+            )
+            .order_by(notifications.c.release_at, notifications.c.notification_id)
+            .limit(limit)
+        )
+        with self._reading("read the pending notifications") as connection:
+            return self._notifications(connection, query)
+
+    def notification(self, notification_id: int) -> Notification | None:
+        query = select(notifications).where(notifications.c.notification_id == notification_id)
+        with self._reading(f"read notification {notification_id}") as connection:
+            found = self._notifications(connection, query)
+        return found[0] if found else None
+
+    def notifications(self, alarm_id: int) -> list[Notification]:
+        """Every notification about an alarm (withdrawn ones too), with its attempts."""
+        about = select(notification_alarms.c.notification_id).where(
+            notification_alarms.c.alarm_id == alarm_id
+        )
+        query = (
+            select(notifications)
+            .where(notifications.c.notification_id.in_(about))
+            .order_by(notifications.c.notification_id)
+        )
+        with self._reading(f"read the notifications of alarm {alarm_id}") as connection:
+            return self._notifications(connection, query)
+
+    def _notifications(self, connection: Connection, query: Any) -> list[Notification]:
+        rows = [dict(row._asdict()) for row in connection.execute(query)]
+        ids = [row["notification_id"] for row in rows]
+        about: dict[int, list[int]] = defaultdict(list)
+        withdrawn: dict[int, list[int]] = defaultdict(list)
+        attempts: dict[int, list[DeliveryAttempt]] = defaultdict(list)
+        for chunk in _chunks(ids):
+            links = connection.execute(
+                select(notification_alarms)
+                .where(notification_alarms.c.notification_id.in_(chunk))
+                .order_by(notification_alarms.c.alarm_id)
+            )
+            for link in links:
+                bucket = about if link.withdrawn_at is None else withdrawn
+                bucket[link.notification_id].append(link.alarm_id)
+            tries = connection.execute(
+                select(notification_attempts)
+                .where(notification_attempts.c.notification_id.in_(chunk))
+                .order_by(notification_attempts.c.attempt_id)
+            )
+            for attempt in tries:
+                attempts[attempt.notification_id].append(
+                    _model(
+                        DeliveryAttempt,
+                        {
+                            "channel": attempt.channel,
+                            "at": attempt.at,
+                            "ok": attempt.ok,
+                            "error": attempt.error,
+                        },
+                    )
+                )
+        return [
+            _model(
+                Notification,
+                row
+                | {
+                    "alarm_ids": tuple(about[row["notification_id"]]),
+                    "withdrawn_alarm_ids": tuple(withdrawn[row["notification_id"]]),
+                    "channel_plan": tuple(row["channel_plan"]),
+                    "attempts": tuple(attempts[row["notification_id"]]),
+                },
+            )
+            for row in rows
+        ]
+
+    def record_attempt(
+        self, notification_id: int, channel: str, at: datetime, ok: bool, error: str | None = None
+    ) -> None:
+        """Record one try to deliver a notification over one channel."""
+        with self._writing(f"record an attempt of notification {notification_id}") as connection:
+            self._require_notification(connection, notification_id)
+            connection.execute(
+                notification_attempts.insert(),
+                {
+                    "notification_id": notification_id,
+                    "channel": channel,
+                    "at": at,
+                    "ok": ok,
+                    "error": error,
+                },
+            )
+
+    def mark_delivered(self, notification_id: int, channel: str, at: datetime) -> None:
+        """The notification reached its person (over ``channel``). The first delivery counts;
+        one cancelled while it was being sent is recorded as delivered: it was."""
+        with self._writing(f"mark notification {notification_id} delivered") as connection:
+            self._require_notification(connection, notification_id)
+            connection.execute(
+                update(notifications)
+                .where(
+                    notifications.c.notification_id == notification_id,
+                    notifications.c.state != NotificationState.DELIVERED.value,
+                )
+                .values(
+                    state=NotificationState.DELIVERED.value,
+                    delivered_at=at,
+                    delivered_channel=channel,
+                )
+            )
+
+    def mark_failed(self, notification_id: int, at: datetime, error: str) -> None:
+        """Every channel failed for good; a delivered or cancelled notification stays so."""
+        with self._writing(f"mark notification {notification_id} failed") as connection:
+            self._require_notification(connection, notification_id)
+            connection.execute(
+                update(notifications)
+                .where(
+                    notifications.c.notification_id == notification_id,
+                    notifications.c.state == NotificationState.PENDING.value,
+                )
+                .values(state=NotificationState.FAILED.value, failed_at=at, error=error)
+            )
+
+    def _require_notification(self, connection: Connection, notification_id: int) -> None:
+        found = connection.scalar(
+            select(notifications.c.notification_id).where(
+                notifications.c.notification_id == notification_id
+            )
+        )
+        if found is None:
+            raise AlarmStoreError(f"no notification has the id {notification_id}")
+
+    def cancel_notices_for(self, alarm_id: int, now: datetime) -> int:
+        """Withdraw the alarm from every pending page, reminder and digest; those left
+        about no alarm are cancelled (their number is returned). News of a resolution
+        stays. :meth:`acknowledge` and :meth:`resolve` do this themselves."""
+        with self._writing(f"cancel the notifications of alarm {alarm_id}") as connection:
+            if not self._locked_alarms(connection, [alarm_id]):
+                raise AlarmNotFoundError(alarm_id)
+            return self._withdraw(connection, alarm_id, now)
+
+    # -- silences ----------------------------------------------------------------------------
+
+    def add_silence(
+        self,
+        *,
+        starts_at: datetime,
+        ends_at: datetime,
+        reason: str,
+        created_by: str,
+        cabinet_id: str | None = None,
+        region_code: str | None = None,
+        alarm_type: AlarmType | None = None,
+    ) -> Silence:
+        """Store a maintenance window (validate requests with :mod:`alerting.silences`)."""
+        if cabinet_id is None and region_code is None and alarm_type is None:
+            raise AlarmStoreError("a silence must name a cabinet, a region or an alarm type")
+        if ends_at <= starts_at:
+            raise AlarmStoreError(
+                f"a silence must end after it starts ({starts_at.isoformat()} to"
+                f" {ends_at.isoformat()})"
+            )
+        values: dict[str, object] = {
+            "cabinet_id": cabinet_id,
+            "region_code": region_code,
+            "alarm_type": None if alarm_type is None else alarm_type.value,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "reason": reason,
+            "created_by": created_by,
+        }
+        with self._writing("add a silence") as connection:
+            silence_id = connection.execute(
+                silences.insert().returning(silences.c.silence_id), values
+            ).scalar_one()
+        return _model(Silence, values | {"silence_id": silence_id})
+
+    def silences(self, active_at: datetime | None = None) -> list[Silence]:
+        """Every silence, or those covering ``active_at``; by id."""
+        query = select(silences).order_by(silences.c.silence_id)
+        if active_at is not None:
+            query = query.where(silences.c.starts_at <= active_at, silences.c.ends_at > active_at)
+        with self._reading("read the silences") as connection:
+            return [_model(Silence, row._asdict()) for row in connection.execute(query)]
+
+    def end_silence(self, silence_id: int, now: datetime) -> Silence:
+        """End a silence at ``now`` (one not started yet is ended before it begins)."""
+        with self._writing(f"end silence {silence_id}") as connection:
+            query = select(silences).where(silences.c.silence_id == silence_id)
+            if self._postgres(connection):
+                query = query.with_for_update()
+            row = connection.execute(query).first()
+            if row is None:
+                raise AlarmStoreError(f"no silence has the id {silence_id}")
+            silence = _model(Silence, row._asdict())
+            ends_at = max(silence.starts_at, min(silence.ends_at, now))
+            if ends_at != silence.ends_at:
+                connection.execute(
+                    update(silences)
+                    .where(silences.c.silence_id == silence_id)
+                    .values(ends_at=ends_at)
+                )
+        return silence.model_copy(update={"ends_at": ends_at})
+
+    # -- inspections -------------------------------------------------------------------------
+
+    def record_inspection(self, inspection: Inspection) -> InspectionResult:
+        """Store an inspection and, in the same transaction, the expiry dates it read in
+        the registry's cabinet (when they differ from what the registry says)."""
+        action = f"record an inspection of cabinet {inspection.cabinet_id!r}"
+        with self._writing(action) as connection:
+            query = select(cabinets.c.pads_expiry, cabinets.c.battery_expiry).where(
+                cabinets.c.cabinet_id == inspection.cabinet_id
+            )
+            if self._postgres(connection):
+                query = query.with_for_update()
+            registered = connection.execute(query).first()
+            if registered is None:
+                raise AlarmStoreError(
+                    f"cabinet {inspection.cabinet_id!r} is not in the registry: it cannot"
+                    " be inspected"
+                )
+            changes: dict[str, date] = {
+                name: read
+                for name, read, stored in (
+                    ("pads_expiry", inspection.pads_expiry, registered.pads_expiry),
+                    ("battery_expiry", inspection.battery_expiry, registered.battery_expiry),
+                )
+                if read is not None and read != stored
+            }
+            if changes:
+                connection.execute(
+                    update(cabinets)
+                    .where(cabinets.c.cabinet_id == inspection.cabinet_id)
+                    .values(**changes)
+                )
+            inspection_id = connection.execute(
+                inspections.insert().returning(inspections.c.inspection_id), _columns(inspection)
+            ).scalar_one()
+        return InspectionResult(
+            inspection_id=inspection_id,
+            pads_expiry_updated="pads_expiry" in changes,
+            battery_expiry_updated="battery_expiry" in changes,
+        )
+
+    def last_inspections(self, cabinet_ids: Iterable[str]) -> dict[str, datetime]:
+        """When each cabinet was last inspected; cabinets never inspected are left out."""
+        found: dict[str, datetime] = {}
+        with self._reading("read the last inspections") as connection:
+            for chunk in _chunks(sorted(set(cabinet_ids))):
+                rows = connection.execute(
+                    select(inspections.c.cabinet_id, func.max(inspections.c.at).label("at"))
+                    .where(inspections.c.cabinet_id.in_(chunk))
+                    .group_by(inspections.c.cabinet_id)
+                )
+                found.update({row.cabinet_id: row.at for row in rows})
+        return found
+
+    # -- facts -------------------------------------------------------------------------------
+
+    def load_facts(self, cabinet_ids: Iterable[str]) -> dict[str, str]:
+        """The stored facts text of each cabinet that has any."""
+        found: dict[str, str] = {}
+        with self._reading("load the rule facts") as connection:
+            for chunk in _chunks(sorted(set(cabinet_ids))):
+                rows = connection.execute(
+                    select(rule_facts).where(rule_facts.c.cabinet_id.in_(chunk))
+                )
+                found.update({row.cabinet_id: row.facts for row in rows})
+        return found
+
+    def save_facts(self, facts: Mapping[str, str]) -> None:
+        """Insert or replace the facts text of each cabinet given, in one transaction."""
+        if not facts:
+            return
+        with self._writing(f"save the rule facts of {len(facts)} cabinets") as connection:
+            insert = self._insert(connection, rule_facts)
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["cabinet_id"], set_={"facts": insert.excluded.facts}
+                ),
+                [
+                    {"cabinet_id": cabinet_id, "facts": text}
+                    for cabinet_id, text in sorted(facts.items())
+                ],
+            )
+
+
+def _active() -> Any:
+    return alarms.c.state != AlarmState.RESOLVED.value
+
+
+def _progress(state: EscalationState) -> tuple[int, int, int]:
+    return state.first_round, state.round, state.next_step
+
+
+class _Applying:
+    """One :meth:`AlarmStore.apply` transaction: the cabinet's alarms, locked, as changed."""
+
+    def __init__(
+        self, store: AlarmStore, connection: Connection, cabinet_id: str, now: datetime
+    ) -> None:
+        self._store = store
+        self._connection = connection
+        self._cabinet_id = cabinet_id
+        self._now = now
+        self._held: dict[int, Alarm] = {}
+        # Alarms raised, changed and resolved by this transaction, in the order touched.
+        self._touched: dict[int, None] = {}
+        self._raised: set[int] = set()
+        self._resolved: set[int] = set()
+        self._already: list[Alarm] = []
+        self._escalations: dict[int, EscalationState] = {}
+
+    def run(self, changes: Sequence[Change]) -> AppliedChanges:
+        self._lock([change.alarm_id for change in changes if not isinstance(change, Raise)])
+        for change in changes:
+            if isinstance(change, Raise):
+                self._raise(change)
+            else:
+                self._change(change)
+        final = [self._held[alarm_id] for alarm_id in self._touched]
+        return AppliedChanges(
+            raised=tuple(a for a in final if a.alarm_id in self._raised),
+            already_raised=tuple(self._already),
+            changed=tuple(a for a in final if a.alarm_id not in self._raised | self._resolved),
+            resolved=tuple(a for a in final if a.alarm_id in self._resolved),
+            escalations=tuple(self._escalations.values()),
+        )
+
+    def _lock(self, alarm_ids: list[int]) -> None:
+        """Lock the cabinet's active alarms and those the changes name, in id order."""
+        query = (
+            select(alarms)
+            .where(
+                or_(
+                    and_(alarms.c.cabinet_id == self._cabinet_id, _active()),
+                    alarms.c.alarm_id.in_(sorted(set(alarm_ids))),
+                )
+            )
+            .order_by(alarms.c.alarm_id)
+        )
+        if self._store._postgres(self._connection):
+            query = query.with_for_update()
+        for row in self._connection.execute(query):
+            alarm = _alarm(row._asdict())
+            if alarm.cabinet_id != self._cabinet_id:
+                raise AlarmStoreError(
+                    f"alarm {alarm.alarm_id} is about cabinet {alarm.cabinet_id!r},"
+                    f" not {self._cabinet_id!r}"
+                )
+            self._held[alarm.alarm_id] = alarm
+        missing = sorted(set(alarm_ids) - self._held.keys())
+        if missing:
+            raise AlarmNotFoundError(missing[0])
+
+    def _active_of(self, alarm_type: AlarmType) -> Alarm | None:
+        for alarm in self._held.values():
+            if alarm.type is alarm_type and alarm.active:
+                return alarm
+        return None
+
+    def _raise(self, change: Raise) -> None:
+        condition = change.condition
+        if condition.cabinet_id != self._cabinet_id:
+            raise AlarmStoreError(
+                f"a condition of cabinet {condition.cabinet_id!r} cannot raise an alarm"
+                f" of cabinet {self._cabinet_id!r}"
+            )
+        connection = self._connection
+        for _ in range(_RAISE_ATTEMPTS):
+            existing = self._active_of(condition.type)
+            if existing is not None:
+                self._already.append(existing)
+                return
+            values = _columns(raise_alarm(0, condition, self._now))
+            del values["alarm_id"]
+            alarm_id = connection.execute(
+                self._store._insert(connection, alarms)
+                .on_conflict_do_nothing(
+                    index_elements=["cabinet_id", "type"], index_where=ACTIVE_ALARM
+                )
+                .returning(alarms.c.alarm_id),
+                values,
+            ).scalar_one_or_none()
+            if alarm_id is not None:
+                alarm = raise_alarm(alarm_id, condition, self._now)
+                self._held[alarm_id] = alarm
+                self._touched[alarm_id] = None
+                self._raised.add(alarm_id)
+                self._store._event(connection, alarm, AlarmEventKind.RAISED, self._now)
+                policy = self._store._policies.for_severity(alarm.severity)
+                self._escalate(start(alarm, policy, self._now))
+                return
+            # Another worker raised it since this transaction locked the cabinet's alarms
+            # (PostgreSQL only: SQLite's write lock keeps others out). Lock theirs.
+            self._lock_active(condition.type)
+        raise AlarmStoreError(
+            f"cannot raise {condition.type.value} at cabinet {self._cabinet_id!r}: the"
+            " active alarm kept changing under concurrent writers"
+        )
+
+    def _lock_active(self, alarm_type: AlarmType) -> None:
+        query = select(alarms).where(
+            alarms.c.cabinet_id == self._cabinet_id, alarms.c.type == alarm_type.value, _active()
+        )
+        if self._store._postgres(self._connection):
+            query = query.with_for_update()
+        for row in self._connection.execute(query):
+            alarm = _alarm(row._asdict())
+            self._held[alarm.alarm_id] = alarm
+
+    def _change(self, change: Update | ClearSeen | CancelClear | Resolve) -> None:
+        before = self._held[change.alarm_id]
+        try:
+            after = apply_change(before, change, self._now)
+        except LifecycleError as exc:
+            raise TransitionRefusedError(str(exc)) from exc
+        if after == before:
+            return
+        store, connection, now = self._store, self._connection, self._now
+        self._held[after.alarm_id] = after
+        store._write_alarm(connection, after)
+        resolved = False
+        match change:
+            case Update():
+                kind = (
+                    AlarmEventKind.SEVERITY_CHANGED
+                    if after.severity is not before.severity
+                    else AlarmEventKind.DETAIL_CHANGED
+                )
+                store._event(connection, after, kind, now)
+                if escalation_effect(before, after.severity) is EscalationEffect.RESTART:
+                    previous = store._locked_escalation(connection, after.alarm_id)
+                    policy = store._policies.for_severity(after.severity)
+                    self._escalate(start(after, policy, now, previous=previous))
+            case ClearSeen():
+                store._event(connection, after, AlarmEventKind.CLEAR_SEEN, now)
+            case CancelClear():
+                store._event(connection, after, AlarmEventKind.CLEAR_CANCELLED, now)
+            case Resolve():
+                store._event(connection, after, AlarmEventKind.RESOLVED, now, None, Via.AUTO)
+                store._stop(connection, after.alarm_id, now)
+                self._escalations.pop(after.alarm_id, None)
+                resolved = True
+        self._touched.setdefault(after.alarm_id, None)
+        if resolved:
+            self._resolved.add(after.alarm_id)
+
+    def _escalate(self, state: EscalationState) -> None:
+        self._store._put_escalation(self._connection, state)
+        self._escalations[state.alarm_id] = state
