@@ -237,13 +237,26 @@ def test_the_message_is_the_same_for_the_same_notice() -> None:
     assert first.as_bytes(policy=default_policy) == second.as_bytes(policy=default_policy)
 
 
-@given(st.text(min_size=1, max_size=60), st.text(min_size=1, max_size=60))
+@given(st.text(min_size=1, max_size=200), st.text(min_size=1, max_size=200))
 def test_message_ids_are_valid_and_distinct_per_notice(first: str, second: str) -> None:
     ids = {message_id(first, "fleet.example.cn"), message_id(second, "fleet.example.cn")}
 
     for value in ids:
-        assert re.fullmatch(r"<aedfleet\.[A-Za-z0-9_\-=]+@fleet\.example\.cn>", value)
+        assert re.fullmatch(r"<aedfleet(-sha256)?\.[A-Za-z0-9_\-=]+@fleet\.example\.cn>", value)
+        assert len(value) <= 160
     assert len(ids) == (1 if first == second else 2)
+
+
+async def test_a_long_digest_id_still_makes_a_valid_message(plain_server: SmtpServer) -> None:
+    long_id = "n" + "-".join(str(number) for number in range(1000, 1200))
+    assert len(long_id) > 900
+    rendered = RENDERER.render(notice(NoticeKind.DIGEST, brief(), notice_id=long_id))
+
+    await EmailNotifier(smtp_settings(plain_server.port)).send(rendered, person())
+
+    received = only_message(plain_server)
+    assert received["X-Aedfleet-Notice-Id"] == long_id
+    assert received["Message-ID"].startswith("<aedfleet-sha256.")
 
 
 def test_smtp_settings_defaults_and_validation() -> None:

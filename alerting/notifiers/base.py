@@ -68,7 +68,7 @@ NoticeId = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=200,
+        max_length=1000,
         pattern=r"^[\x21-\x7e]+$",
         description="Printable ASCII without spaces: it travels in headers and bodies",
     ),

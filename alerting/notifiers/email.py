@@ -50,6 +50,7 @@ _DEFAULT_PORTS: Final = {"none": 25, "starttls": 587, "tls": 465}
 # Characters kept as they are in a Message-ID's left part; every other byte becomes =XX,
 # which keeps the mapping from notice ids injective ("=" itself is always encoded).
 _ID_SAFE: Final = re.compile(r"[A-Za-z0-9_\-]")
+_MAX_ENCODED_ID: Final = 120
 
 
 class SmtpSecurity(StrEnum):
@@ -92,11 +93,17 @@ class SmtpSettings(BaseModel):
 
 
 def message_id(notice_id: str, domain: str) -> str:
-    """``<aedfleet.{encoded notice id}@{domain}>``: equal ids, equal Message-IDs."""
+    """``<aedfleet.{encoded notice id}@{domain}>``: equal ids, equal Message-IDs.
+
+    A long id (a digest grouping many notifications) is replaced by its SHA-256, in a
+    separate ``aedfleet-sha256.`` namespace, so that the header stays one short line.
+    """
     encoded = "".join(
         char if _ID_SAFE.match(char) else "".join(f"={byte:02X}" for byte in char.encode())
         for char in notice_id
     )
+    if len(encoded) > _MAX_ENCODED_ID:
+        return f"<aedfleet-sha256.{hashlib.sha256(notice_id.encode()).hexdigest()}@{domain}>"
     return f"<aedfleet.{encoded}@{domain}>"
 
 
