@@ -3,6 +3,7 @@ verifies what it is sent, and the CAP 1.2 schema's element order."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import time
@@ -146,6 +147,8 @@ class DispatchReceiver:
         self.responder = responder
         self.arrivals: list[Arrival] = []
         self.refused: list[str] = []
+        self.gate: asyncio.Event | None = None
+        """When set to an event, requests wait for it before being answered."""
         self._tls = tls
         self._runner: web.AppRunner | None = None
 
@@ -193,6 +196,8 @@ class DispatchReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.gate is not None:
+            await self.gate.wait()
         headers = dict(request.headers)
         if self.token is not None and headers.get("Authorization") != f"Bearer {self.token}":
             self.refused.append("bearer")

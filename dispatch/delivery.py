@@ -1,0 +1,269 @@
+"""Delivery lanes: every pending delivery attempted until delivered or expired, in order.
+
+There is one *lane* per (endpoint, cabinet): a FIFO of that cabinet's deliveries to that
+endpoint, in ``delivery_id`` order, worked by one task that exists while the lane is not
+empty. The head of a lane is attempted; on failure it waits (exponential backoff with
+full jitter, :func:`edge_agent.backoff.reconnect_delay`) and is attempted again, and
+nothing behind it goes first, so a command centre sees each cabinet's messages in the
+order they happened. Lanes of different cabinets are independent: one cabinet's stuck
+message delays no other cabinet. An endpoint's requests in flight are bounded by its
+``max_concurrent``.
+
+A message whose expiry passes is given up (``expired``) and the lane moves on. Every
+attempt is written to the outbox through :class:`AttemptJournal`, which folds the
+attempts that finish while a write is under way into the next transaction, so the
+journal never becomes the bottleneck of a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aedfleet.clock import Clock
+from dispatch.errors import DeliveryError, OutboxError
+from dispatch.metrics import DispatchMetrics
+from dispatch.outbox import Attempt, DispatchOutbox, PendingDelivery
+from dispatch.sender import Transport
+from edge_agent.backoff import BackoffSettings, reconnect_delay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPolicy:
+    retry: BackoffSettings
+    max_concurrent: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    delivery_id: int
+    attempt: Attempt
+    next_attempt_at: datetime | None
+
+
+class AttemptJournal:
+    """Writes attempts to the outbox in batches; :meth:`write` returns once committed."""
+
+    def __init__(
+        self,
+        outbox: DispatchOutbox,
+        in_thread: Callable[[Callable[[], None]], Awaitable[None]],
+        retry: BackoffSettings,
+        rng: random.Random,
+        metrics: DispatchMetrics,
+    ) -> None:
+        self._outbox = outbox
+        self._in_thread = in_thread
+        self._retry = retry
+        self._rng = rng
+        self._metrics = metrics
+        self._waiting: list[tuple[_Entry, asyncio.Future[None]]] = []
+        self._arrived = asyncio.Event()
+
+    async def write(self, delivery_id: int, attempt: Attempt, next_at: datetime | None) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((_Entry(delivery_id, attempt, next_at), future))
+        self._arrived.set()
+        await future
+
+    async def run(self) -> None:
+        """Commit what is waiting, batch after batch, until cancelled."""
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            batch, self._waiting = self._waiting, []
+            if not batch:
+                continue
+            entries = [entry for entry, _ in batch]
+            failures = 0
+            while True:
+                try:
+                    await self._in_thread(functools.partial(self._commit, entries))
+                    break
+                except OutboxError as exc:
+                    self._metrics.outbox_failures.inc()
+                    delay = reconnect_delay(self._retry, failures, self._rng)
+                    failures += 1
+                    log.warning(
+                        "dispatch: cannot record attempts: %s; retrying in %.1f s", exc, delay
+                    )
+                    await asyncio.sleep(delay)
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    def _commit(self, entries: list[_Entry]) -> None:
+        self._outbox.record_attempts(
+            [(entry.delivery_id, entry.attempt, entry.next_attempt_at) for entry in entries]
+        )
+
+
+class Lanes:
+    """Works every pending delivery; add deliveries with :meth:`add`."""
+
+    def __init__(
+        self,
+        transports: Mapping[str, Transport],
+        policies: Mapping[str, EndpointPolicy],
+        outbox: DispatchOutbox,
+        journal: AttemptJournal,
+        in_thread: Callable[[Callable[[], None]], Awaitable[None]],
+        tasks: asyncio.TaskGroup,
+        clock: Clock,
+        metrics: DispatchMetrics,
+        rng: random.Random,
+        store_retry: BackoffSettings,
+    ) -> None:
+        self._transports = transports
+        self._policies = policies
+        self._outbox = outbox
+        self._journal = journal
+        self._in_thread = in_thread
+        self._tasks = tasks
+        self._clock = clock
+        self._metrics = metrics
+        self._rng = rng
+        self._store_retry = store_retry
+        self._limits = {
+            name: asyncio.Semaphore(policy.max_concurrent) for name, policy in policies.items()
+        }
+        self._lanes: dict[tuple[str, str], deque[PendingDelivery]] = {}
+        self._known: set[int] = set()
+        self._pending: dict[str, int] = dict.fromkeys(transports, 0)
+        for name in transports:
+            metrics.pending.labels(name).set(0)
+
+    @property
+    def pending(self) -> int:
+        return len(self._known)
+
+    def add(self, deliveries: Iterable[PendingDelivery]) -> None:
+        """Queue deliveries behind those of the same lane; starts idle lanes at once."""
+        for delivery in deliveries:
+            if delivery.delivery_id in self._known:
+                continue
+            if delivery.endpoint not in self._transports:
+                # Configured once, since removed: its rows stay pending for `dispatch list`.
+                log.warning(
+                    "dispatch: delivery %d is for endpoint %r, which is not configured",
+                    delivery.delivery_id,
+                    delivery.endpoint,
+                )
+                continue
+            self._known.add(delivery.delivery_id)
+            self._count(delivery.endpoint, +1)
+            key = (delivery.endpoint, delivery.cabinet_id)
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = deque()
+                self._tasks.create_task(self._work(key, lane), name=f"dispatch-lane-{key[0]}")
+            lane.append(delivery)
+
+    def _count(self, endpoint: str, change: int) -> None:
+        self._pending[endpoint] = self._pending.get(endpoint, 0) + change
+        self._metrics.pending.labels(endpoint).set(self._pending[endpoint])
+
+    def _finish(self, lane: deque[PendingDelivery]) -> None:
+        done = lane.popleft()
+        self._known.discard(done.delivery_id)
+        self._count(done.endpoint, -1)
+
+    async def _work(self, key: tuple[str, str], lane: deque[PendingDelivery]) -> None:
+        try:
+            while lane:
+                head = lane[0]
+                now = self._clock.now()
+                if now >= head.expires_at:
+                    await self._expire(head, now)
+                    self._finish(lane)
+                    continue
+                wait_s = (min(head.next_attempt_at, head.expires_at) - now).total_seconds()
+                if wait_s > 0:
+                    await self._clock.sleep(wait_s)
+                    continue
+                after = await self._attempt(head)
+                if after is None:
+                    self._finish(lane)
+                else:
+                    lane[0] = after
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+
+    async def _expire(self, delivery: PendingDelivery, now: datetime) -> None:
+        outbox = self._outbox
+        failures = 0
+        while True:
+            try:
+                await self._in_thread(lambda: outbox.expire(delivery.delivery_id, now))
+                break
+            except OutboxError as exc:
+                self._metrics.outbox_failures.inc()
+                delay = reconnect_delay(self._store_retry, failures, self._rng)
+                failures += 1
+                log.warning(
+                    "dispatch: cannot expire a delivery: %s; retrying in %.1f s", exc, delay
+                )
+                await asyncio.sleep(delay)
+        self._metrics.expired.labels(delivery.endpoint).inc()
+        log.warning(
+            "dispatch: gave up on message %s to %s: expired after %d attempts",
+            delivery.event.event_id,
+            delivery.endpoint,
+            delivery.attempts,
+        )
+
+    async def _attempt(self, delivery: PendingDelivery) -> PendingDelivery | None:
+        """Attempt ``delivery``; returns it as it stands after a failure, None once delivered."""
+        transport = self._transports[delivery.endpoint]
+        started = self._clock.now()
+        clock_started = time.perf_counter()
+        async with self._limits[delivery.endpoint]:
+            try:
+                status = await transport.send(delivery.event, started)
+                error: DeliveryError | None = None
+            except DeliveryError as exc:
+                status, error = exc.status, exc
+        duration_ms = (time.perf_counter() - clock_started) * 1000
+        number = delivery.attempts + 1
+        attempt = Attempt(
+            number=number,
+            started_at=started,
+            duration_ms=duration_ms,
+            ok=error is None,
+            http_status=status,
+            error=None if error is None else error.detail[:500],
+        )
+        if error is None:
+            self._metrics.attempts.labels(delivery.endpoint, "delivered").inc()
+            self._metrics.delivered.labels(delivery.endpoint).inc()
+            finished = self._clock.now()
+            self._metrics.delivery_seconds.labels(delivery.endpoint).observe(
+                max(0.0, (finished - delivery.created_at).total_seconds())
+            )
+            await self._journal.write(delivery.delivery_id, attempt, None)
+            return None
+        self._metrics.attempts.labels(delivery.endpoint, "failed").inc()
+        delay = reconnect_delay(
+            self._policies[delivery.endpoint].retry, delivery.attempts, self._rng
+        )
+        next_at = self._clock.now() + timedelta(seconds=delay)
+        if number == 1 or number % 10 == 0:
+            log.warning(
+                "dispatch: attempt %d of %s failed: %s; next in %.1f s",
+                number,
+                delivery.event.event_id,
+                error,
+                delay,
+            )
+        await self._journal.write(delivery.delivery_id, attempt, next_at)
+        return delivery.model_copy(update={"attempts": number, "next_attempt_at": next_at})
