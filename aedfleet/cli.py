@@ -12,12 +12,16 @@ from aedfleet import contract
 from aedfleet.logs import configure_logging
 from aedfleet.service import run_until_signalled
 from aedfleet.settings import ConfigError
+from alerting.cli import alarms_app, inspections_app, silences_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contract_app = typer.Typer(no_args_is_help=True, help="The wire contract and its JSON Schemas.")
 app.add_typer(contract_app, name="contract")
 registry_app = typer.Typer(no_args_is_help=True, help="The fleet registry: cabinets and people.")
 app.add_typer(registry_app, name="registry")
+app.add_typer(alarms_app, name="alarms")
+app.add_typer(silences_app, name="silences")
+app.add_typer(inspections_app, name="inspections")
 DEFAULT_STORE_URL = "sqlite:///var/aedfleet.sqlite3"
 StoreOption = Annotated[
     str,
@@ -146,6 +150,24 @@ def ingest(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     run_until_signalled(IngestService(settings).run())
+
+
+@app.command()
+def alerting(
+    config: Annotated[Path, typer.Option("--config", help="The service's TOML file")],
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Ingest plus alerting: rules, alarms, paging of captains, ack links and the API."""
+    from aedfleet.settings import load_settings
+    from alerting.config import AlertingSettings
+    from alerting.service import AlertingService
+
+    configure_logging(log_level)
+    try:
+        settings = load_settings(AlertingSettings, config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    run_until_signalled(AlertingService(settings).run())
 
 
 @registry_app.command("import")

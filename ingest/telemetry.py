@@ -44,7 +44,14 @@ from aedfleet.contract import (
 )
 from ingest.registry.models import Cabinet
 
-__all__ = ["MAX_TIMESTAMP_NS", "MIN_TIMESTAMP_NS", "CabinetTags", "timestamp_ns", "to_line"]
+__all__ = [
+    "MAX_TIMESTAMP_NS",
+    "MIN_TIMESTAMP_NS",
+    "CabinetTags",
+    "escape_string_field",
+    "timestamp_ns",
+    "to_line",
+]
 
 # InfluxDB stores int64 nanoseconds and reserves the extremes (1677-09-21 … 2262-04-11).
 MIN_TIMESTAMP_NS: Final = -9_223_372_036_854_775_806
@@ -234,3 +241,8 @@ def to_line(message: CabinetMessage, tags: CabinetTags) -> str | None:
             return f"cmd_result{tags.section} {_cmd_result(message)} {ns}"
         case _:
             assert_never(message)
+
+
+def escape_string_field(value: str) -> str:
+    """A string field value, quoted and escaped, for other components' measurements."""
+    return _string(value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from types import TracebackType
@@ -14,13 +16,20 @@ from aiosmtpd.smtp import Envelope, Session
 from tests.brokers import free_port
 
 
+@dataclass(frozen=True)
+class Delivery:
+    at: float  # time.monotonic() on arrival
+    recipients: tuple[str, ...]
+    message: EmailMessage
+
+
 class Mailbox:
     """Every message accepted, parsed with the modern email policy, in arrival order."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self._lock = threading.Lock()
-        self._messages: list[tuple[tuple[str, ...], EmailMessage]] = []
+        self._deliveries: list[Delivery] = []
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     def __enter__(self) -> Self:
@@ -41,18 +50,21 @@ class Mailbox:
         content = envelope.original_content or b""
         parsed = message_from_bytes(content, policy=policy.default)
         with self._lock:
-            self._messages.append((tuple(envelope.rcpt_tos), parsed))
+            self._deliveries.append(Delivery(time.monotonic(), tuple(envelope.rcpt_tos), parsed))
         return "250 OK"
 
     @property
-    def messages(self) -> list[EmailMessage]:
+    def deliveries(self) -> list[Delivery]:
         with self._lock:
-            return [message for _, message in self._messages]
+            return list(self._deliveries)
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return [delivery.message for delivery in self.deliveries]
 
     def to(self, address: str) -> list[EmailMessage]:
         """Messages whose envelope named ``address`` as a recipient."""
-        with self._lock:
-            return [message for rcpts, message in self._messages if address in rcpts]
+        return [d.message for d in self.deliveries if address in d.recipients]
 
 
 def text_of(message: EmailMessage) -> str:

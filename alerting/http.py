@@ -1,0 +1,388 @@
+"""The alerting service's HTTP endpoint: signed links for captains, a JSON API for systems.
+
+Links (``/l/{token}``, see :mod:`alerting.links`): opening one shows a small page in the
+person's language that says which alarm or cabinet it is about and offers one button;
+only the button's POST acts. Mail and chat scanners fetch every link they see, and a
+GET that acknowledged would silence an alarm on behalf of nobody.
+
+API (``/api/v1/...``, bearer token from ``http.api_tokens``; off when none is set):
+
+- ``GET  /api/v1/alarms?state=raised&cabinet_id=X&limit=N``, ``GET /api/v1/alarms/{id}``
+  (with its history and notifications);
+- ``POST /api/v1/alarms/{id}/ack`` and ``/resolve`` with ``{"by": "person or system"}``;
+- ``POST /api/v1/inspections`` with an :class:`alerting.model.Inspection`;
+- ``GET  /api/v1/readiness`` (the fleet) and ``/api/v1/readiness/{cabinet_id}``;
+- ``GET  /api/v1/silences``, ``POST /api/v1/silences`` (a
+  :class:`alerting.silences.SilenceRequest` plus ``created_by``), ``DELETE
+  /api/v1/silences/{id}``.
+
+``GET /healthz`` answers 200 once the service runs.
+
+Every store call goes through the service's store thread (``call``); the handlers hold
+no state of their own.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any, Final, ParamSpec, Protocol, TypeVar
+
+import jinja2
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from aedfleet.clock import Clock
+from alerting.config import HttpSettings
+from alerting.engine import AlertingEngine
+from alerting.links import LinkAction, LinkClaim, LinkError, LinkSigner
+from alerting.model import AlarmState, Inspection, Via
+from alerting.silences import SilenceError, SilenceLimits, SilenceRequest, accept
+from alerting.store import AlarmNotFoundError, AlarmStore, AlarmStoreError, TransitionRefusedError
+from ingest.registry.models import Language
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+MAX_BODY_BYTES: Final = 64 * 1024
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("alerting", "templates/web"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+class StoreCall(Protocol):
+    """Runs a synchronous store function on the service's store thread."""
+
+    def __call__(
+        self, work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Awaitable[T]: ...
+
+
+class _Creator(BaseModel):
+    by: str
+
+
+class _SilenceCreation(SilenceRequest):
+    created_by: str
+
+
+def _json(document: object, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(document, ensure_ascii=False, default=str),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+class AlertingHttp:
+    """The aiohttp application; an async context manager that serves while open."""
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        *,
+        engine: AlertingEngine,
+        alarms: AlarmStore,
+        call: StoreCall,
+        signer: LinkSigner,
+        silence_limits: SilenceLimits,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.port: int | None = None
+        self._engine = engine
+        self._alarms = alarms
+        self._call = call
+        self._signer = signer
+        self._limits = silence_limits
+        self._clock = clock
+        self._tokens = tuple(token.get_secret_value().encode() for token in settings.api_tokens)
+        self._runner: web.AppRunner | None = None
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/l/{token}", self._open_link)
+        app.router.add_post("/l/{token}", self._follow_link)
+        api = [
+            web.get("/api/v1/alarms", self._list_alarms),
+            web.get("/api/v1/alarms/{alarm_id:\\d+}", self._show_alarm),
+            web.post("/api/v1/alarms/{alarm_id:\\d+}/ack", self._ack),
+            web.post("/api/v1/alarms/{alarm_id:\\d+}/resolve", self._resolve),
+            web.post("/api/v1/inspections", self._inspect),
+            web.get("/api/v1/readiness", self._fleet_readiness),
+            web.get("/api/v1/readiness/{cabinet_id}", self._cabinet_readiness),
+            web.get("/api/v1/silences", self._list_silences),
+            web.post("/api/v1/silences", self._add_silence),
+            web.delete("/api/v1/silences/{silence_id:\\d+}", self._end_silence),
+        ]
+        app.router.add_routes(api)
+        return app
+
+    async def __aenter__(self) -> AlertingHttp:
+        self._runner = web.AppRunner(self.application(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        log.info("alerting: HTTP on %s:%s", self.settings.host, self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    # -- links ---------------------------------------------------------------------------
+
+    def _claim(self, request: web.Request) -> LinkClaim:
+        return self._signer.verify(request.match_info["token"], self._clock.now())
+
+    async def _open_link(self, request: web.Request) -> web.Response:
+        try:
+            claim = self._claim(request)
+        except LinkError as exc:
+            return self._page("invalid.html.j2", Language.ZH, status=403, reason=exc.reason.value)
+        return await self._link_page(claim, done=None)
+
+    async def _follow_link(self, request: web.Request) -> web.Response:
+        try:
+            claim = self._claim(request)
+        except LinkError as exc:
+            return self._page("invalid.html.j2", Language.ZH, status=403, reason=exc.reason.value)
+        now = self._clock.now()
+        try:
+            if claim.action is LinkAction.ACKNOWLEDGE and claim.alarm_id is not None:
+                await self._call(
+                    self._engine.acknowledge, claim.alarm_id, claim.person_id, Via.LINK, now
+                )
+            elif claim.action is LinkAction.RESOLVE and claim.alarm_id is not None:
+                await self._call(
+                    self._engine.resolve, claim.alarm_id, claim.person_id, Via.LINK, now
+                )
+            elif claim.cabinet_id is not None:
+                form = await request.post()
+                inspection = Inspection(
+                    cabinet_id=claim.cabinet_id,
+                    person_id=claim.person_id,
+                    at=now,
+                    ready_light_ok="ready_light_ok" in form,
+                    pads_expiry=_date_field(form.get("pads_expiry")),
+                    battery_expiry=_date_field(form.get("battery_expiry")),
+                    cabinet_intact_and_clean="cabinet_intact_and_clean" in form,
+                    alarm_works="alarm_works" in form,
+                    note=str(form.get("note") or "")[:500],
+                    photo_url=str(form.get("photo_url")) if form.get("photo_url") else None,
+                )
+                await self._call(self._engine.record_inspection, inspection, now)
+        except (ValidationError, ValueError) as exc:
+            return self._page("invalid.html.j2", Language.ZH, status=400, reason=_first_error(exc))
+        except TransitionRefusedError:
+            pass  # resolved meanwhile: the page shows the alarm as it now is
+        return await self._link_page(claim, done=claim.action)
+
+    async def _link_page(self, claim: LinkClaim, done: LinkAction | None) -> web.Response:
+        person = self._engine.person(claim.person_id)
+        language = person.language if person else Language.ZH
+        if claim.alarm_id is not None:
+            alarm = await self._call(self._engine.alarm, claim.alarm_id)
+            if alarm is None:
+                return self._page("invalid.html.j2", language, status=404, reason="unknown_alarm")
+            cabinet = self._engine.cabinet(alarm.cabinet_id)
+            return self._page(
+                "alarm.html.j2",
+                language,
+                alarm=alarm,
+                cabinet=cabinet,
+                action=claim.action.value,
+                done=done is not None,
+                acted=alarm.state is not AlarmState.RAISED,
+            )
+        cabinet = self._engine.cabinet(claim.cabinet_id or "")
+        if cabinet is None:
+            return self._page("invalid.html.j2", language, status=404, reason="unknown_cabinet")
+        return self._page(
+            "inspect.html.j2", language, cabinet=cabinet, done=done is not None, person=person
+        )
+
+    def _page(
+        self, name: str, language: Language, status: int = 200, **values: Any
+    ) -> web.Response:
+        html = _templates.get_template(name).render(lang=language.value, **values)
+        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+    # -- API -----------------------------------------------------------------------------
+
+    def _authorised(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not self._tokens or scheme.lower() != "bearer":
+            return False
+        offered = token.strip().encode()
+        return any(hmac.compare_digest(offered, known) for known in self._tokens)
+
+    async def _api(
+        self, request: web.Request, work: Callable[[], Awaitable[web.Response]]
+    ) -> web.Response:
+        if not self._authorised(request):
+            return _problem(401, "a valid bearer token is required")
+        try:
+            return await work()
+        except AlarmNotFoundError as exc:
+            return _problem(404, str(exc))
+        except TransitionRefusedError as exc:
+            return _problem(409, str(exc))
+        except (ValidationError, SilenceError, ValueError) as exc:
+            return _problem(400, _first_error(exc))
+        except AlarmStoreError as exc:
+            log.warning("alerting API: %s", exc)
+            return _problem(503, str(exc))
+
+    async def _body(self, request: web.Request, model: type[T]) -> T:
+        raw = await request.read()
+        validate = getattr(model, "model_validate_json")  # noqa: B009 - any pydantic model
+        result: T = validate(raw or b"{}")
+        return result
+
+    async def _list_alarms(self, request: web.Request) -> web.Response:
+        async def work() -> web.Response:
+            state = request.query.get("state")
+            found = await self._call(
+                self._alarms.alarms,
+                AlarmState(state) if state else None,
+                request.query.get("cabinet_id"),
+                min(int(request.query.get("limit", "100")), 10_000),
+            )
+            return _json([alarm.model_dump(mode="json") for alarm in found])
+
+        return await self._api(request, work)
+
+    async def _show_alarm(self, request: web.Request) -> web.Response:
+        alarm_id = int(request.match_info["alarm_id"])
+
+        async def work() -> web.Response:
+            alarm = await self._call(self._alarms.alarm, alarm_id)
+            if alarm is None:
+                raise AlarmNotFoundError(alarm_id)
+            history = await self._call(self._alarms.history, alarm_id)
+            sent = await self._call(self._alarms.notifications, alarm_id)
+            return _json(
+                {
+                    **alarm.model_dump(mode="json"),
+                    "history": [event.model_dump(mode="json") for event in history],
+                    "notifications": [n.model_dump(mode="json") for n in sent],
+                }
+            )
+
+        return await self._api(request, work)
+
+    async def _ack(self, request: web.Request) -> web.Response:
+        return await self._act(request, self._engine.acknowledge)
+
+    async def _resolve(self, request: web.Request) -> web.Response:
+        return await self._act(request, self._engine.resolve)
+
+    async def _act(self, request: web.Request, action: Callable[..., Any]) -> web.Response:
+        alarm_id = int(request.match_info["alarm_id"])
+
+        async def work() -> web.Response:
+            creator = await self._body(request, _Creator)
+            alarm = await self._call(action, alarm_id, creator.by, Via.API, self._clock.now())
+            return _json(alarm.model_dump(mode="json"))
+
+        return await self._api(request, work)
+
+    async def _inspect(self, request: web.Request) -> web.Response:
+        async def work() -> web.Response:
+            inspection = await self._body(request, Inspection)
+            result = await self._call(self._engine.record_inspection, inspection, self._clock.now())
+            return _json(result.model_dump(mode="json"), 201)
+
+        return await self._api(request, work)
+
+    async def _fleet_readiness(self, request: web.Request) -> web.Response:
+        async def work() -> web.Response:
+            summary = await self._call(self._engine.fleet_readiness)
+            return _json(summary.model_dump(mode="json"))
+
+        return await self._api(request, work)
+
+    async def _cabinet_readiness(self, request: web.Request) -> web.Response:
+        cabinet_id = request.match_info["cabinet_id"]
+
+        async def work() -> web.Response:
+            state = await self._call(self._engine.cabinet_readiness, cabinet_id)
+            if state is None:
+                return _problem(404, f"cabinet {cabinet_id!r} is not known")
+            return _json(state.model_dump(mode="json"))
+
+        return await self._api(request, work)
+
+    async def _list_silences(self, request: web.Request) -> web.Response:
+        async def work() -> web.Response:
+            active_only = request.query.get("active", "true") != "false"
+            found = await self._call(
+                self._alarms.silences, self._clock.now() if active_only else None
+            )
+            return _json([silence.model_dump(mode="json") for silence in found])
+
+        return await self._api(request, work)
+
+    async def _add_silence(self, request: web.Request) -> web.Response:
+        async def work() -> web.Response:
+            creation = await self._body(request, _SilenceCreation)
+            request_only = SilenceRequest.model_validate(
+                creation.model_dump(exclude={"created_by"})
+            )
+            accepted = accept(request_only, limits=self._limits, now=self._clock.now())
+            silence = await self._call(
+                self._alarms.add_silence,
+                starts_at=accepted.starts_at,
+                ends_at=accepted.ends_at,
+                reason=accepted.reason,
+                created_by=creation.created_by,
+                cabinet_id=accepted.cabinet_id,
+                region_code=accepted.region_code,
+                alarm_type=accepted.alarm_type,
+            )
+            return _json(silence.model_dump(mode="json"), 201)
+
+        return await self._api(request, work)
+
+    async def _end_silence(self, request: web.Request) -> web.Response:
+        silence_id = int(request.match_info["silence_id"])
+
+        async def work() -> web.Response:
+            silence = await self._call(self._alarms.end_silence, silence_id, self._clock.now())
+            return _json(silence.model_dump(mode="json"))
+
+        return await self._api(request, work)
+
+
+def _date_field(value: object) -> date | None:
+    if not value:
+        return None
+    return date.fromisoformat(str(value))
+
+
+def _first_error(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return str(error)
