@@ -240,3 +240,59 @@ def registry_export(
         raise _fail(str(exc)) from None
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+dispatch_app = typer.Typer(
+    help="Door events to command centres: run the dispatch service, or list its deliveries."
+)
+app.add_typer(dispatch_app, name="dispatch")
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="The service's TOML file")]
+
+
+@dispatch_app.callback(invoke_without_command=True)
+def dispatch(ctx: typer.Context, config: ConfigOption = None, log_level: LogLevel = "INFO") -> None:
+    """Without a command: run the dispatch service until SIGINT or SIGTERM."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dispatch.cli import prepare_service
+
+    configure_logging(log_level)
+    try:
+        service = prepare_service(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    run_until_signalled(service.run())
+
+
+@dispatch_app.command("list")
+def dispatch_list(
+    config: ConfigOption = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Outbox URL, instead of the configuration's")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many deliveries")] = 20,
+    cabinet: Annotated[str | None, typer.Option(help="Only this cabinet's")] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Only this endpoint's (mqtt too)")] = None,
+    status: Annotated[str | None, typer.Option(help="pending, delivered or expired")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Recent deliveries, newest first, with every attempt and its outcome."""
+    from dispatch.cli import OutboxError, list_deliveries, outbox_url
+    from dispatch.outbox import DeliveryStatus
+
+    try:
+        wanted = DeliveryStatus(status) if status else None
+    except ValueError:
+        raise _fail(f"unknown status {status!r}: use pending, delivered or expired") from None
+    try:
+        list_deliveries(
+            outbox_url(config, store),
+            typer.echo,
+            limit=limit,
+            cabinet_id=cabinet,
+            endpoint=endpoint,
+            status=wanted,
+            as_json=as_json,
+        )
+    except (ConfigError, OutboxError) as exc:
+        raise _fail(str(exc)) from None
