@@ -442,11 +442,16 @@ class AlertingEngine:
             last_due = quiet.next_digest_for(person_id, now - timedelta(days=1))
             if last_due > now:
                 continue
+            # It lists what was raised by then; an alarm raised later waits for the next
+            # morning, or a captain would get a digest whenever a first notice came up.
+            listed = [alarm.alarm_id for alarm in alarms if alarm.raised_at <= last_due]
+            if not listed:
+                continue
             recorded += self._record_notice(
                 f"digest:{last_due.date().isoformat()}",
                 self._registry.people[person_id],
                 NoticeKind.DIGEST,
-                [alarm.alarm_id for alarm in alarms],
+                listed,
                 Severity.INFO,
                 now,
             )
