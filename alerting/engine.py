@@ -68,6 +68,14 @@ log = logging.getLogger(__name__)
 # How far ahead a cabinet without any deadline is looked at again anyway: a safety net
 # against a rule whose next change was computed too late.
 _RECHECK: timedelta = timedelta(hours=1)
+# Notices that may go out together as one message (pages and reminders are both about
+# alarms that still need action).
+_FAMILY: Mapping[NoticeKind, str] = {
+    NoticeKind.PAGE: "alarm",
+    NoticeKind.REMINDER: "alarm",
+    NoticeKind.RESOLVED: "resolved",
+    NoticeKind.DIGEST: "digest",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,8 +495,20 @@ class AlertingEngine:
             for notification in pending
             if notification.alarm_ids
         ]
+        # News of a resolution and the digest read differently from a page (their own
+        # templates, no acknowledge links), so each family is grouped on its own: a
+        # person gets them beside a page, never merged into it.
+        families: dict[str, list[PendingNotice]] = {}
+        for waiting_notice in waiting:
+            families.setdefault(_FAMILY[waiting_notice.kind], []).append(waiting_notice)
+        batches = [
+            batch
+            for family in families.values()
+            for batch in group(family, self.settings.quiet.grouping, now)
+        ]
+        batches.sort(key=lambda batch: not batch.urgent)
         messages = []
-        for batch in group(waiting, self.settings.quiet.grouping, now):
+        for batch in batches:
             notifications = [by_id[i] for i in batch.notification_ids]
             message = self._message(batch.person_id, notifications, alarms, now)
             if message is not None:
