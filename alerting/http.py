@@ -29,11 +29,11 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, Final, ParamSpec, Protocol, TypeVar
+from typing import Annotated, Any, Final, ParamSpec, Protocol, TypeVar
 
 import jinja2
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from aedfleet.clock import Clock
 from alerting.config import HttpSettings
@@ -68,7 +68,10 @@ class StoreCall(Protocol):
 
 
 class _Creator(BaseModel):
-    by: str
+    # Who acts is recorded with the alarm: a blank name is a bad request, not a conflict.
+    model_config = ConfigDict(extra="forbid")
+
+    by: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
 class _SilenceCreation(SilenceRequest):
@@ -175,7 +178,7 @@ class AlertingHttp:
                 await self._call(
                     self._engine.resolve, claim.alarm_id, claim.person_id, Via.LINK, now
                 )
-            elif claim.cabinet_id is not None:
+            elif claim.cabinet_id is not None and self._engine.cabinet(claim.cabinet_id):
                 form = await request.post()
                 inspection = Inspection(
                     cabinet_id=claim.cabinet_id,
@@ -194,6 +197,8 @@ class AlertingHttp:
             return self._page("invalid.html.j2", Language.ZH, status=400, reason=_first_error(exc))
         except TransitionRefusedError:
             pass  # resolved meanwhile: the page shows the alarm as it now is
+        except AlarmNotFoundError:
+            pass  # not in this store (a restored database): the page says it is unknown
         return await self._link_page(claim, done=claim.action)
 
     async def _link_page(self, claim: LinkClaim, done: LinkAction | None) -> web.Response:
@@ -310,6 +315,8 @@ class AlertingHttp:
     async def _inspect(self, request: web.Request) -> web.Response:
         async def work() -> web.Response:
             inspection = await self._body(request, Inspection)
+            if self._engine.cabinet(inspection.cabinet_id) is None:
+                return _problem(404, f"cabinet {inspection.cabinet_id!r} is not in the registry")
             result = await self._call(self._engine.record_inspection, inspection, self._clock.now())
             return _json(result.model_dump(mode="json"), 201)
 
@@ -368,6 +375,10 @@ class AlertingHttp:
         silence_id = int(request.match_info["silence_id"])
 
         async def work() -> web.Response:
+            # Silences are never deleted, so one not listed now never existed.
+            known = await self._call(self._alarms.silences, None)
+            if all(silence.silence_id != silence_id for silence in known):
+                return _problem(404, f"no silence has the id {silence_id}")
             silence = await self._call(self._alarms.end_silence, silence_id, self._clock.now())
             return _json(silence.model_dump(mode="json"))
 
