@@ -1,0 +1,566 @@
+"""The alerting service's HTTP endpoint over loopback: signed links and the JSON API.
+
+:class:`~alerting.http.AlertingHttp` serves a real engine on a real SQLite store, its
+store calls on one thread as in the service; an aiohttp client plays the captain's phone
+and the systems using the API. The endpoint's clock is a hand-driven one, so that link
+expiry and the times recorded are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from alerting.config import HttpSettings, LinkSettings
+from alerting.http import AlertingHttp
+from alerting.links import SIGNATURE_DOMAIN, TAG_BYTES, LinkAction, LinkSigner
+from alerting.model import AlarmEventKind, AlarmState, AlarmType, Via
+from tests.brokers import free_port
+from tests.test_alerting_engine import (
+    BACKUP,
+    CAPTAIN,
+    MINUTE,
+    SECOND,
+    SECRET,
+    T0,
+    TODAY,
+    Device,
+    OpenRig,
+    Rig,
+    alerting_settings,
+    cabinet,
+    failed_selftest,
+    open_rig,  # noqa: F401 - the fixture
+    registry,
+    signer_for,
+)
+from tests.test_twin import CABINET
+
+P = ParamSpec("P")
+T = TypeVar("T")
+TOKEN = "api-token-for-tests"  # noqa: S105 - a test's own token
+# The second cabinet: last inspected 40 days ago, pads and battery dates registered.
+INSPECTED = "cab-0002"
+
+
+class HandClock:
+    """The endpoint's clock, moved by the test."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    async def sleep(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+@dataclass
+class Served:
+    rig: Rig
+    clock: HandClock
+    signer: LinkSigner
+    port: int
+    client: aiohttp.ClientSession
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def link(self, action: LinkAction, target: int | str, person_id: str = CAPTAIN) -> str:
+        return self.signer.make(action, target, person_id, self.clock.now())
+
+    async def page(self, method: str, link: str, **form: str) -> tuple[int, str]:
+        """Open a link (GET) or press its page's button (POST, with the form's fields)."""
+        async with self.client.request(method, link, data=form or None) as response:
+            if response.status < 500:
+                assert response.content_type == "text/html"
+            return response.status, await response.text()
+
+    async def api(
+        self, method: str, path: str, body: object = None, token: str | None = TOKEN
+    ) -> tuple[int, Any]:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        async with self.client.request(
+            method, self.url(path), json=body, headers=headers
+        ) as response:
+            assert response.content_type == "application/json"
+            return response.status, await response.json()
+
+
+@pytest.fixture
+async def served(open_rig: OpenRig) -> AsyncIterator[Served]:  # noqa: F811 - the fixture
+    port = free_port()
+    settings = alerting_settings(
+        links=LinkSettings(secrets=(SecretStr(SECRET),), base_url=f"http://127.0.0.1:{port}/l/"),
+        http=HttpSettings(port=port, api_tokens=(SecretStr(TOKEN),)),
+    )
+    rig = open_rig(
+        registry(
+            cabinet(),
+            cabinet(
+                INSPECTED,
+                install_date=TODAY - timedelta(days=40),
+                pads_expiry=TODAY + timedelta(days=400),
+                battery_expiry=TODAY + timedelta(days=500),
+            ),
+        ),
+        settings=settings,
+    )
+    clock = HandClock(T0)
+    signer = signer_for(settings)
+    store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-store")
+
+    async def in_store_thread(work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(store_thread, functools.partial(work, *args, **kwargs))
+
+    try:
+        async with (
+            AlertingHttp(
+                settings.http,
+                engine=rig.engine,
+                alarms=rig.alarms,
+                call=in_store_thread,
+                signer=signer,
+                silence_limits=settings.silences,
+                clock=clock,
+            ) as http,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client,
+        ):
+            assert http.port == port
+            yield Served(rig, clock, signer, port, client)
+    finally:
+        store_thread.shutdown(wait=True)
+
+
+def raised_alarm(served: Served) -> int:
+    """A failed self-test at the first cabinet, its captain paged; its alarm id."""
+    alarm = failed_selftest(served.rig, Device())
+    served.rig.engine.escalate(T0)
+    served.rig.send(T0)
+    return alarm.alarm_id
+
+
+def state_of(served: Served, alarm_id: int) -> AlarmState:
+    alarm = served.rig.alarms.alarm(alarm_id)
+    assert alarm is not None
+    return alarm.state
+
+
+def moment(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def offers_the_button(html: str) -> bool:
+    return 'id="act"' in html
+
+
+async def test_healthz(served: Served) -> None:
+    async with served.client.get(served.url("/healthz")) as response:
+        assert response.status == 200
+
+
+# -- signed links -----------------------------------------------------------------------------
+
+
+async def test_opening_an_ack_link_acknowledges_nothing_its_button_does(served: Served) -> None:
+    alarm = failed_selftest(served.rig, Device())
+    alarm_id = alarm.alarm_id
+    served.rig.engine.escalate(T0)
+    # The link in the page the captain was sent.
+    [page] = served.rig.send(T0)
+    link = page.notice.alarms[0].ack_url
+    assert link is not None
+    assert link.startswith(served.url("/l/"))
+
+    # A mail scanner (or the captain) opens it: the alarm is shown, nothing changes.
+    served.clock.at = T0 + MINUTE
+    for _ in range(2):
+        status, html = await served.page("GET", link)
+        assert status == 200
+        assert f"#{alarm_id}" in html
+        assert offers_the_button(html)
+    assert state_of(served, alarm_id) is AlarmState.RAISED
+    escalation = served.rig.alarms.escalation(alarm_id)
+    assert escalation is not None
+    assert escalation.due_at is not None
+
+    # The captain presses the button.
+    served.clock.at = T0 + 2 * MINUTE
+    status, html = await served.page("POST", link)
+    assert status == 200
+    assert 'id="outcome"' in html
+    assert not offers_the_button(html)
+    acknowledged = served.rig.alarms.alarm(alarm_id)
+    assert acknowledged is not None
+    assert acknowledged.state is AlarmState.ACKNOWLEDGED
+    assert acknowledged.acknowledged_by == CAPTAIN
+    assert acknowledged.acknowledged_via is Via.LINK
+    assert acknowledged.acknowledged_at == T0 + 2 * MINUTE
+    assert served.rig.engine.escalate(T0 + 10 * MINUTE) == 0
+
+    # Pressing it again (or a replayed POST) changes nothing.
+    served.clock.at = T0 + 3 * MINUTE
+    status, html = await served.page("POST", link)
+    assert status == 200
+    assert not offers_the_button(html)
+    assert served.rig.alarms.alarm(alarm_id) == acknowledged
+    kinds = [event.kind for event in served.rig.alarms.history(alarm_id)]
+    assert kinds.count(AlarmEventKind.ACKNOWLEDGED) == 1
+
+
+async def test_a_resolve_link_resolves_as_the_person_it_was_made_for(served: Served) -> None:
+    alarm_id = raised_alarm(served)
+    link = served.link(LinkAction.RESOLVE, alarm_id, BACKUP)
+    status, html = await served.page("GET", link)
+    assert status == 200
+    assert offers_the_button(html)
+    assert state_of(served, alarm_id) is AlarmState.RAISED
+
+    served.clock.at = T0 + 5 * MINUTE
+    status, html = await served.page("POST", link)
+    assert status == 200
+    assert 'id="outcome"' in html
+    resolved = served.rig.alarms.alarm(alarm_id)
+    assert resolved is not None
+    assert resolved.state is AlarmState.RESOLVED
+    assert (resolved.resolved_by, resolved.resolved_via) == (BACKUP, Via.LINK)
+    assert resolved.resolved_at == T0 + 5 * MINUTE
+
+    # An ack link followed after the resolution shows the alarm as handled.
+    ack = served.link(LinkAction.ACKNOWLEDGE, alarm_id)
+    status, html = await served.page("POST", ack)
+    assert status == 200
+    assert not offers_the_button(html)
+    assert state_of(served, alarm_id) is AlarmState.RESOLVED
+
+
+def _token(link: str) -> str:
+    return link.rsplit("/", 1)[1]
+
+
+def _decoded(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def _encoded(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def test_expired_tampered_and_unknown_action_links_give_the_invalid_page(
+    served: Served,
+) -> None:
+    alarm_id = raised_alarm(served)
+    good = served.link(LinkAction.ACKNOWLEDGE, alarm_id)
+    raw = _decoded(_token(good))
+    payload = raw[:-TAG_BYTES]
+    # Another alarm id in the payload, the tag left as it was.
+    tampered_payload = payload[:5] + bytes([payload[5] ^ 0x01]) + payload[6:]
+    tampered = served.url("/l/" + _encoded(tampered_payload + raw[-TAG_BYTES:]))
+    # Properly signed, but for an action this server does not know (code 4).
+    unknown_payload = bytes([0x14]) + payload[1:]
+    unknown_tag = hmac.new(
+        SECRET.encode(), SIGNATURE_DOMAIN + unknown_payload, hashlib.sha256
+    ).digest()[:TAG_BYTES]
+    unknown_action = served.url("/l/" + _encoded(unknown_payload + unknown_tag))
+    served.clock.at = T0 + served.rig.settings.links.ttl
+    expired = good
+
+    for link in (expired, tampered, unknown_action, served.url("/l/not-a-token")):
+        for method in ("GET", "POST"):
+            status, html = await served.page(method, link)
+            assert status == 403, (method, link)
+            assert not offers_the_button(html)
+    assert state_of(served, alarm_id) is AlarmState.RAISED
+    # The same link a second earlier still worked.
+    served.clock.at -= SECOND
+    status, _ = await served.page("GET", good)
+    assert status == 200
+
+
+async def test_an_inspection_link_shows_the_checklist_and_its_post_records_it(
+    served: Served,
+) -> None:
+    rig = served.rig
+    rig.feed(T0, Device(INSPECTED).start(T0))
+    assert rig.alarm(AlarmType.INSPECTION_OVERDUE, INSPECTED).active
+    link = served.link(LinkAction.RECORD_INSPECTION, INSPECTED)
+
+    status, html = await served.page("GET", link)
+    assert status == 200
+    for field in ("ready_light_ok", "pads_expiry", "battery_expiry", "alarm_works", "note"):
+        assert f'name="{field}"' in html
+    assert f"Station hall {INSPECTED}" in html
+    assert rig.alarms.last_inspections([INSPECTED]) == {}
+
+    # A date the form cannot hold is refused, and nothing is recorded.
+    status, html = await served.page("POST", link, pads_expiry="next spring")
+    assert status == 400
+    assert rig.alarms.last_inspections([INSPECTED]) == {}
+
+    at = T0 + 30 * MINUTE
+    served.clock.at = at
+    new_pads = TODAY + timedelta(days=700)
+    status, html = await served.page(
+        "POST",
+        link,
+        ready_light_ok="on",
+        pads_expiry=new_pads.isoformat(),
+        battery_expiry="",
+        cabinet_intact_and_clean="on",
+        alarm_works="on",
+        note="new pads fitted",
+    )
+    assert status == 200
+    assert 'id="outcome"' in html
+    assert rig.alarms.last_inspections([INSPECTED]) == {INSPECTED: at}
+    stored = rig.state.cabinet(INSPECTED)
+    assert stored is not None
+    assert stored.pads_expiry == new_pads
+    assert stored.battery_expiry == TODAY + timedelta(days=500)
+    assert rig.alarm(AlarmType.INSPECTION_OVERDUE, INSPECTED).clear_since == at
+
+
+# -- the JSON API ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/alarms"),
+        ("GET", "/api/v1/alarms/1"),
+        ("POST", "/api/v1/alarms/1/ack"),
+        ("POST", "/api/v1/inspections"),
+        ("GET", "/api/v1/readiness"),
+        ("GET", "/api/v1/silences"),
+        ("POST", "/api/v1/silences"),
+        ("DELETE", "/api/v1/silences/1"),
+    ],
+)
+async def test_the_api_wants_a_valid_bearer_token(served: Served, method: str, path: str) -> None:
+    for token in (None, "wrong-token", ""):
+        status, body = await served.api(method, path, token=token)
+        assert status == 401
+        assert body == {"error": "a valid bearer token is required"}
+    basic = {"Authorization": f"Basic {TOKEN}"}
+    async with served.client.request(method, served.url(path), headers=basic) as response:
+        assert response.status == 401
+
+
+async def test_the_api_lists_and_shows_alarms_with_history_and_notifications(
+    served: Served,
+) -> None:
+    alarm_id = raised_alarm(served)
+
+    status, listed = await served.api("GET", "/api/v1/alarms")
+    assert status == 200
+    assert [a["alarm_id"] for a in listed] == [alarm_id]
+    assert listed[0]["type"] == "selftest_failed"
+    assert listed[0]["state"] == "raised"
+    for query, expected in [
+        ("?state=raised", [alarm_id]),
+        ("?state=resolved", []),
+        (f"?cabinet_id={CABINET}", [alarm_id]),
+        ("?cabinet_id=cab-0002", []),
+        ("?limit=0", []),
+    ]:
+        status, found = await served.api("GET", "/api/v1/alarms" + query)
+        assert status == 200
+        assert [a["alarm_id"] for a in found] == expected, query
+    status, problem = await served.api("GET", "/api/v1/alarms?state=sleeping")
+    assert status == 400
+    assert "sleeping" in problem["error"]
+
+    status, shown = await served.api("GET", f"/api/v1/alarms/{alarm_id}")
+    assert status == 200
+    assert shown["alarm_id"] == alarm_id
+    assert [event["kind"] for event in shown["history"]] == ["raised"]
+    [notification] = shown["notifications"]
+    assert notification["person_id"] == CAPTAIN
+    assert notification["kind"] == "page"
+    assert notification["state"] == "delivered"
+    assert [attempt["channel"] for attempt in notification["attempts"]] == ["email"]
+
+    status, problem = await served.api("GET", "/api/v1/alarms/999")
+    assert status == 404
+    assert "999" in problem["error"]
+
+
+async def test_the_api_acknowledges_and_resolves(served: Served) -> None:
+    alarm_id = raised_alarm(served)
+    served.clock.at = T0 + 4 * MINUTE
+    status, acked = await served.api("POST", f"/api/v1/alarms/{alarm_id}/ack", {"by": "ops-desk"})
+    assert status == 200
+    assert acked["state"] == "acknowledged"
+    assert (acked["acknowledged_by"], acked["acknowledged_via"]) == ("ops-desk", "api")
+    assert moment(acked["acknowledged_at"]) == T0 + 4 * MINUTE
+    status, again = await served.api("POST", f"/api/v1/alarms/{alarm_id}/ack", {"by": "other"})
+    assert status == 200
+    assert again == acked
+
+    served.clock.at = T0 + 9 * MINUTE
+    status, resolved = await served.api(
+        "POST", f"/api/v1/alarms/{alarm_id}/resolve", {"by": "ops-desk"}
+    )
+    assert status == 200
+    assert (resolved["state"], resolved["resolved_via"]) == ("resolved", "api")
+    kinds = [event.kind for event in served.rig.alarms.history(alarm_id)]
+    assert kinds == [AlarmEventKind.RAISED, AlarmEventKind.ACKNOWLEDGED, AlarmEventKind.RESOLVED]
+
+    # Acknowledging a resolved alarm is a conflict; unknown alarms are not found.
+    status, problem = await served.api("POST", f"/api/v1/alarms/{alarm_id}/ack", {"by": "late"})
+    assert status == 409
+    assert "resolved" in problem["error"]
+    for action in ("ack", "resolve"):
+        status, _ = await served.api("POST", f"/api/v1/alarms/999/{action}", {"by": "ops"})
+        assert status == 404
+    # Saying who acts is required.
+    other = failed_selftest(served.rig, Device(INSPECTED)).alarm_id
+    for body in (None, {}, {"by": ""}, {"by": "   "}, {"who": "ops"}, ["ops"]):
+        status, problem = await served.api("POST", f"/api/v1/alarms/{other}/ack", body)
+        assert status == 400, body
+        assert problem["error"]
+    assert state_of(served, other) is AlarmState.RAISED
+
+
+async def test_the_api_records_inspections(served: Served) -> None:
+    at = T0 + 20 * MINUTE
+    served.clock.at = at
+    new_battery = TODAY + timedelta(days=900)
+    inspection = {
+        "cabinet_id": CABINET,
+        "person_id": CAPTAIN,
+        "at": at.isoformat(),
+        "ready_light_ok": True,
+        "pads_expiry": None,
+        "battery_expiry": new_battery.isoformat(),
+        "cabinet_intact_and_clean": True,
+        "alarm_works": False,
+        "note": "door alarm silent",
+    }
+    status, result = await served.api("POST", "/api/v1/inspections", inspection)
+    assert status == 201
+    assert result["pads_expiry_updated"] is False
+    assert result["battery_expiry_updated"] is True
+    stored = served.rig.state.cabinet(CABINET)
+    assert stored is not None
+    assert stored.battery_expiry == new_battery
+    assert served.rig.alarms.last_inspections([CABINET]) == {CABINET: at}
+
+    status, problem = await served.api(
+        "POST", "/api/v1/inspections", inspection | {"ready_light_ok": "perhaps"}
+    )
+    assert status == 400
+    assert "ready_light_ok" in problem["error"]
+    status, problem = await served.api(
+        "POST", "/api/v1/inspections", inspection | {"cabinet_id": "cab-9999"}
+    )
+    assert status == 404
+    assert "cab-9999" in problem["error"]
+
+
+async def test_the_api_reports_fleet_and_cabinet_readiness(served: Served) -> None:
+    rig = served.rig
+    failed_selftest(rig, Device())
+    rig.feed(T0, Device(INSPECTED).start(T0))
+
+    status, fleet = await served.api("GET", "/api/v1/readiness")
+    assert status == 200
+    assert (fleet["total"], fleet["ready"], fleet["not_ready"]) == (2, 1, 1)
+    assert fleet["not_ready_by_reason"] == {"selftest_failed": 1}
+    assert fleet["by_region_code"]["440305"]["total"] == 2
+
+    status, one = await served.api("GET", f"/api/v1/readiness/{CABINET}")
+    assert status == 200
+    assert one["ready"] is False
+    assert one["reasons"] == ["selftest_failed"]
+    status, other = await served.api("GET", "/api/v1/readiness/cab-0002")
+    assert status == 200
+    assert (other["ready"], other["reasons"]) == (True, [])
+    status, problem = await served.api("GET", "/api/v1/readiness/cab-9999")
+    assert status == 404
+    assert "cab-9999" in problem["error"]
+
+
+async def test_the_api_adds_lists_and_ends_silences(served: Served) -> None:
+    ends = T0 + 2 * 60 * MINUTE
+    request = {
+        "cabinet_id": CABINET,
+        "ends_at": ends.isoformat(),
+        "reason": "replacing the AED",
+        "created_by": "ops-desk",
+    }
+    status, silence = await served.api("POST", "/api/v1/silences", request)
+    assert status == 201
+    assert silence["cabinet_id"] == CABINET
+    assert silence["created_by"] == "ops-desk"
+    assert moment(silence["starts_at"]) == T0  # from now
+    silence_id = silence["silence_id"]
+
+    refused = {
+        "no matcher": {k: v for k, v in request.items() if k != "cabinet_id"},
+        "door": request | {"alarm_type": AlarmType.DOOR_OPENED.value},
+        "removed AED": request | {"alarm_type": AlarmType.AED_REMOVED.value},
+        "over": request | {"ends_at": (T0 - MINUTE).isoformat()},
+        "too long": request | {"ends_at": (T0 + timedelta(days=31)).isoformat()},
+        "no author": {k: v for k, v in request.items() if k != "created_by"},
+        "no reason": request | {"reason": ""},
+        "unknown field": request | {"severity": "critical"},
+    }
+    for case, body in refused.items():
+        status, problem = await served.api("POST", "/api/v1/silences", body)
+        assert status == 400, case
+        assert problem["error"], case
+    _, problem = await served.api("POST", "/api/v1/silences", refused["no matcher"])
+    assert "at least one of cabinet_id, region_code or alarm_type" in problem["error"]
+    _, problem = await served.api("POST", "/api/v1/silences", refused["door"])
+    assert "door_opened alarms are never silenced" in problem["error"]
+    _, problem = await served.api("POST", "/api/v1/silences", refused["too long"])
+    assert "at most 30 days" in problem["error"]
+
+    status, active = await served.api("GET", "/api/v1/silences")
+    assert status == 200
+    assert [s["silence_id"] for s in active] == [silence_id]
+
+    served.clock.at = T0 + 30 * MINUTE
+    status, ended = await served.api("DELETE", f"/api/v1/silences/{silence_id}")
+    assert status == 200
+    assert moment(ended["ends_at"]) == T0 + 30 * MINUTE
+    status, active = await served.api("GET", "/api/v1/silences")
+    assert (status, active) == (200, [])
+    status, every = await served.api("GET", "/api/v1/silences?active=false")
+    assert [s["silence_id"] for s in every] == [silence_id]
+
+    status, problem = await served.api("DELETE", "/api/v1/silences/999")
+    assert status == 404
+    assert "999" in problem["error"]
+
+
+async def test_a_link_to_an_alarm_or_cabinet_that_is_not_there_is_not_found(
+    served: Served,
+) -> None:
+    # Validly signed (a restored database, a cabinet taken out of the registry).
+    links = [
+        served.link(LinkAction.ACKNOWLEDGE, 999),
+        served.link(LinkAction.RESOLVE, 999),
+        served.link(LinkAction.RECORD_INSPECTION, "cab-9999"),
+    ]
+    for link in links:
+        for method in ("GET", "POST"):
+            status, html = await served.page(method, link)
+            assert status == 404, (method, link)
+            assert not offers_the_button(html)
+    assert served.rig.alarms.last_inspections(["cab-9999"]) == {}
