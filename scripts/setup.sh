@@ -13,6 +13,10 @@ command -v openssl >/dev/null 2>&1 || NEED_APT+=(openssl)
 # InfluxDB 1.6 (Debian's only one) behind nginx for the ingest tests; see tests/influx.py.
 command -v influxd >/dev/null 2>&1 || NEED_APT+=(influxdb)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || NEED_APT+=(nginx-light)
+# The browser tests drive Debian's Chromium through Playwright (no browser download);
+# the CJK fonts make the Chinese pages render as a captain's phone shows them.
+[ -x /usr/bin/chromium ] || NEED_APT+=(chromium)
+[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || NEED_APT+=(fonts-noto-cjk)
 
 if [ ${#NEED_APT[@]} -gt 0 ] && [ "${1:-}" != "--no-apt" ]; then
     SUDO=""
