@@ -764,6 +764,55 @@ def test_resolution_is_told_to_everyone_delivered_a_page_and_nobody_else(
     assert rig.engine.escalate(fitted + 60 * MINUTE) == 0
 
 
+def test_a_condition_back_within_the_hold_carries_on_the_same_alarm_unpaged(
+    open_rig: OpenRig,
+) -> None:
+    rig = open_rig()
+    device = Device()
+    healthy(rig, device)
+    rig.feed(T0, [device.consumables(T0, pads_present=False)])
+    pads = rig.alarm(AlarmType.PADS_MISSING)
+    assert rig.engine.escalate(T0) == 1
+    rig.send(T0)
+
+    # The pads flap: present, then missing again within the two-minute hold.
+    rig.feed(T0 + MINUTE, [device.consumables(T0 + MINUTE, pads_present=True)])
+    rig.feed(T0 + 2 * MINUTE, [device.consumables(T0 + 2 * MINUTE, pads_present=False)])
+    rig.engine.evaluate_due(T0 + 5 * MINUTE)
+    assert [a.alarm_id for a in rig.alarms.alarms()] == [pads.alarm_id]
+    carried_on = rig.alarm(AlarmType.PADS_MISSING)
+    assert carried_on.state is AlarmState.RAISED
+    assert carried_on.clear_since is None
+    assert rig.engine.escalate(T0 + 5 * MINUTE) == 0
+    assert rig.told(pads.alarm_id, NoticeKind.RESOLVED) == {}
+    assert rig.engine.escalate(T0 + 10 * MINUTE) == 1  # the backup, on schedule
+
+
+def test_an_info_notice_that_becomes_a_warning_at_midnight_pages_the_captain(
+    open_rig: OpenRig,
+) -> None:
+    rig = open_rig(registry(cabinet(pads_expiry=TODAY + timedelta(days=31))))
+    device = Device()
+    healthy(rig, device)
+    notice = rig.alarm(AlarmType.PADS_EXPIRING)
+    assert notice.severity is Severity.INFO
+    assert rig.engine.escalate(T0) == 0
+
+    # From midnight the pads expire within 30 days: the same alarm, now a warning.
+    midnight = local(TODAY + timedelta(days=1), 0)
+    rig.feed(midnight - MINUTE, [device.heartbeat(midnight - MINUTE)])
+    assert rig.types() == {AlarmType.PADS_EXPIRING}
+    assert rig.engine.evaluate_due(midnight) == 1
+    warning = rig.alarm(AlarmType.PADS_EXPIRING)
+    assert warning.alarm_id == notice.alarm_id
+    assert warning.severity is Severity.WARNING
+    assert rig.engine.escalate(midnight) == 1
+    [page] = rig.send(midnight + 5 * MINUTE)
+    assert page.notice.kind is NoticeKind.PAGE
+    assert page.notice.recipient.person_id == CAPTAIN
+    assert alarm_ids(page) == [notice.alarm_id]
+
+
 # -- the daily digest --------------------------------------------------------------------------
 
 
@@ -825,8 +874,7 @@ def test_an_inspection_updates_the_registry_and_clears_inspection_overdue(
             )
         )
     )
-    healthy_with_alarms = Device()
-    rig.feed(T0, healthy_with_alarms.start(T0))
+    healthy(rig, Device())
     overdue = rig.alarm(AlarmType.INSPECTION_OVERDUE)
     assert overdue.severity is Severity.WARNING
     assert rig.alarm(AlarmType.PADS_EXPIRING).severity is Severity.INFO
