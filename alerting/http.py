@@ -178,7 +178,9 @@ class AlertingHttp:
                 await self._call(
                     self._engine.resolve, claim.alarm_id, claim.person_id, Via.LINK, now
                 )
-            elif claim.cabinet_id is not None and self._engine.cabinet(claim.cabinet_id):
+            elif (
+                claim.cabinet_id is not None and self._engine.cabinet(claim.cabinet_id) is not None
+            ):
                 form = await request.post()
                 inspection = Inspection(
                     cabinet_id=claim.cabinet_id,
