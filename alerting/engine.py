@@ -416,11 +416,14 @@ class AlertingEngine:
         return 0 if notification_id is None else 1
 
     def _tell_resolved(self, alarm: Alarm, now: datetime) -> None:
-        """Everyone who was told about the alarm hears that it is over."""
+        """Everyone who was paged or reminded about the alarm hears that it is over.
+
+        A digest only listed the alarm among others: its reader needs no news of each.
+        """
         told = {
             notification.person_id
             for notification in self._alarms.notifications(alarm.alarm_id)
-            if notification.kind is not NoticeKind.RESOLVED
+            if notification.kind in (NoticeKind.PAGE, NoticeKind.REMINDER)
             and notification.state is NotificationState.DELIVERED
         }
         for person_id in sorted(told):
