@@ -30,6 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any, Final, ParamSpec, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
@@ -103,6 +104,7 @@ class AlertingHttp:
         signer: LinkSigner,
         silence_limits: SilenceLimits,
         clock: Clock,
+        time_zone: str = "Asia/Shanghai",
     ) -> None:
         self.settings = settings
         self.port: int | None = None
@@ -112,6 +114,7 @@ class AlertingHttp:
         self._signer = signer
         self._limits = silence_limits
         self._clock = clock
+        self._zone = ZoneInfo(time_zone)
         self._tokens = tuple(token.get_secret_value().encode() for token in settings.api_tokens)
         self._runner: web.AppRunner | None = None
 
@@ -230,7 +233,7 @@ class AlertingHttp:
     def _page(
         self, name: str, language: Language, status: int = 200, **values: Any
     ) -> web.Response:
-        html = _templates.get_template(name).render(lang=language.value, **values)
+        html = _templates.get_template(name).render(lang=language.value, zone=self._zone, **values)
         return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
     # -- API -----------------------------------------------------------------------------

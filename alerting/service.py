@@ -120,6 +120,7 @@ class AlertingService:
                     signer=signer,
                     silence_limits=settings.silences,
                     clock=self.clock,
+                    time_zone=settings.notify.render.time_zone,
                 )
             )
             self.http_port = http.port
