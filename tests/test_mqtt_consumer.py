@@ -1,0 +1,319 @@
+"""The ingest's MQTT 5 consumer connection: its decoder (pure) and a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from aedfleet.mqtt import (
+    InboundMessage,
+    KeepAliveTicker,
+    MqttConnectError,
+    MqttError,
+    MqttSettings,
+    TlsSettings,
+)
+from aedfleet.mqtt_consumer import ConsumerConnection
+from tests.brokers import MosquittoBroker, TlsFiles, free_port, make_test_pki
+from tests.conftest import broker_settings
+from tests.recorder import Recorder, eventually
+
+# -- the decoder, fed bytes directly (no transport: nothing is written) ----------------------
+
+
+def variable_integer(value: int) -> bytes:
+    encoded = bytearray()
+    while True:
+        value, digit = divmod(value, 128)
+        encoded.append(digit | 0x80 if value else digit)
+        if not value:
+            return bytes(encoded)
+
+
+def publish_packet(
+    topic: str, payload: bytes, packet_id: int, *, retain: bool = False, properties: bytes = b""
+) -> bytes:
+    """A PUBLISH as a broker sends it: QoS 1 when ``packet_id``, else QoS 0."""
+    raw_topic = topic.encode()
+    body = len(raw_topic).to_bytes(2, "big") + raw_topic
+    if packet_id:
+        body += packet_id.to_bytes(2, "big")
+    body += variable_integer(len(properties)) + properties + payload
+    first = 0x30 | (0x02 if packet_id else 0) | (0x01 if retain else 0)
+    return bytes((first,)) + variable_integer(len(body)) + body
+
+
+# Message expiry (4 bytes), a user property and a content type: skipped by length.
+SOME_PROPERTIES = (
+    b"\x02\x00\x00\x00\x3c" + b"\x26\x00\x01k\x00\x02vv" + b"\x03\x00\x10application/json"
+)
+
+deliveries = st.lists(
+    st.tuples(
+        st.text(st.characters(codec="utf-8", exclude_characters="+#\x00"), min_size=1, max_size=40),
+        st.sampled_from([0, 10, 127, 128, 300, 16_383, 16_384, 70_000]).flatmap(
+            lambda size: st.binary(min_size=size, max_size=size)
+        ),
+        st.integers(0, 65_535),
+        st.booleans(),
+        st.sampled_from([b"", SOME_PROPERTIES]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.messages: list[InboundMessage] = []
+        self.calls = 0
+
+    def __call__(self, messages: list[InboundMessage]) -> None:
+        self.messages.extend(messages)
+        self.calls += 1
+
+
+def connected_decoder(on_messages: Collected) -> ConsumerConnection:
+    """A connection past its CONNACK, with no transport: only its decoder is exercised."""
+    connection = ConsumerConnection(
+        MqttSettings(), "decoder", manual_ack=True, on_messages=on_messages
+    )
+    connection._connected.set_result(False)
+    return connection
+
+
+@settings(max_examples=150, deadline=None)
+@given(sent=deliveries, cuts=st.lists(st.integers(0, 200_000), max_size=8))
+async def test_any_split_of_the_stream_decodes_to_the_same_deliveries(
+    sent: list[tuple[str, bytes, int, bool, bytes]], cuts: list[int]
+) -> None:
+    stream = b"".join(
+        publish_packet(topic, payload, packet_id, retain=retain, properties=properties)
+        for topic, payload, packet_id, retain, properties in sent
+    )
+    collected = Collected()
+    connection = connected_decoder(collected)
+    edges = sorted({0, len(stream), *(cut % (len(stream) + 1) for cut in cuts)})
+    for start, stop in itertools.pairwise(edges):
+        connection._data_received(stream[start:stop])
+    assert collected.messages == [
+        InboundMessage(topic, payload, 1 if packet_id else 0, retain, packet_id)
+        for topic, payload, packet_id, retain, _ in sent
+    ]
+    assert connection.is_connected
+
+
+async def test_a_read_of_many_packets_is_handed_over_in_one_call() -> None:
+    collected = Collected()
+    connection = connected_decoder(collected)
+    connection._data_received(
+        b"".join(publish_packet(f"aed/v1/c{i}/heartbeat", b"{}", i + 1) for i in range(500))
+    )
+    assert collected.calls == 1
+    assert [m.mid for m in collected.messages] == list(range(1, 501))
+
+
+@pytest.mark.parametrize(
+    ("stream", "why"),
+    [
+        (b"\x30\xff\xff\xff\xff\x7f", "longer than four bytes"),
+        (b"\x34\x05\x00\x01a\x00\x01", "QoS 2"),
+        (b"\x32\x04\x00\x09ab", "ends inside its header"),
+        (b"\x30\x05\x00\x02\xff\xfe\x00", "not UTF-8"),
+        (b"\x30\x04\x00\x01a\x09", "properties run past"),
+        (b"\x50\x02\x00\x01", "unexpected packet type 5"),
+    ],
+)
+async def test_a_malformed_stream_ends_the_connection(stream: bytes, why: str) -> None:
+    connection = connected_decoder(Collected())
+    connection._data_received(stream)
+    assert why in await asyncio.wait_for(connection.wait_closed(), 1)
+
+
+# -- against a real Mosquitto --------------------------------------------------------------
+
+
+def consumer(
+    broker: MosquittoBroker,
+    client_id: str,
+    collected: Collected,
+    *,
+    receive_maximum: int | None = None,
+    settings: MqttSettings | None = None,
+) -> ConsumerConnection:
+    return ConsumerConnection(
+        settings or broker_settings(broker),
+        client_id,
+        clean_start=False,
+        session_expiry_s=600,
+        manual_ack=True,
+        receive_maximum=receive_maximum,
+        on_messages=collected,
+    )
+
+
+@pytest.fixture
+async def publisher(
+    broker: MosquittoBroker, ticker: KeepAliveTicker
+) -> AsyncIterator[ConsumerConnection]:
+    async with ConsumerConnection(broker_settings(broker), "publisher") as connection:
+        yield connection
+
+
+async def publish_all(publisher: ConsumerConnection, count: int, topic: str = "t/a") -> None:
+    for index in range(count):
+        await publisher.publish_confirmed(topic, f"m{index}".encode())
+
+
+async def test_unacknowledged_deliveries_come_again_in_the_resumed_session(
+    broker: MosquittoBroker, publisher: ConsumerConnection
+) -> None:
+    first = Collected()
+    async with consumer(broker, "resumer", first) as connection:
+        await connection.subscribe("$share/g/t/#", qos=1)
+        await publish_all(publisher, 10)
+        await eventually(lambda: len(first.messages) == 10, 10, "first delivery")
+        connection.ack_many(first.messages[:4])
+        # The acknowledgements are written before DISCONNECT.
+    second = Collected()
+    connection = consumer(broker, "resumer", second)
+    assert await connection.connect() is True  # the session was kept
+    try:
+        await eventually(lambda: len(second.messages) == 6, 10, "redelivery")
+        assert [m.payload for m in second.messages] == [f"m{i}".encode() for i in range(4, 10)]
+        connection.ack_many(second.messages)
+    finally:
+        await connection.disconnect()
+
+
+async def test_the_receive_maximum_holds_back_what_is_not_acknowledged(
+    broker: MosquittoBroker, publisher: ConsumerConnection
+) -> None:
+    collected = Collected()
+    async with consumer(broker, "slow", collected, receive_maximum=5) as connection:
+        await connection.subscribe("t/#", qos=1)
+        await publish_all(publisher, 12)
+        await eventually(lambda: len(collected.messages) == 5, 10, "the first window")
+        await asyncio.sleep(0.3)  # give the broker the chance to overrun the window
+        assert len(collected.messages) == 5
+        for message in collected.messages[:5]:
+            connection.ack(message)  # queued, written together on the next loop turn
+        await eventually(lambda: len(collected.messages) > 5, 10, "more after the acks")
+        connection.ack_many(collected.messages[5:])
+        await eventually(lambda: len(collected.messages) == 12, 10, "the rest")
+
+
+async def test_published_messages_reach_other_clients(
+    broker: MosquittoBroker, ticker: KeepAliveTicker, publisher: ConsumerConnection
+) -> None:
+    async with Recorder(broker_settings(broker), ticker, "dead/#", "witness") as witness:
+        await publisher.publish_confirmed("dead/letter", b"\x00parked")
+        publisher.publish("dead/fast", b"qos0")
+        await eventually(lambda: len(witness.messages) == 2, 10, "both messages")
+    assert {(m.topic, m.payload, m.qos) for m in witness.messages} == {
+        ("dead/letter", b"\x00parked", 1),
+        ("dead/fast", b"qos0", 0),
+    }
+
+
+async def test_a_refused_subscription_is_an_error_with_the_brokers_reason(
+    broker: MosquittoBroker, publisher: ConsumerConnection
+) -> None:
+    # Mosquitto answers an invalid filter by closing the connection, with its reason.
+    with pytest.raises(MqttError, match=r"disconnected by .*: Malformed Packet"):
+        await publisher.subscribe("$share/g/#/bad", qos=1)
+
+
+async def test_keep_alive_holds_an_idle_connection_and_notices_a_silent_broker(
+    broker: MosquittoBroker,
+) -> None:
+    settings = broker_settings(broker)  # keep-alive 5 s
+    async with ConsumerConnection(settings, "idle") as connection:
+        await asyncio.sleep(8)  # past the broker's 1.5 x keep-alive
+        assert connection.is_connected
+        await connection.publish_confirmed("t/still", b"here")
+        process = broker._process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            reason = await asyncio.wait_for(connection.wait_closed(), 12)
+        finally:
+            process.send_signal(signal.SIGCONT)
+    assert "sent nothing" in reason
+
+
+async def test_a_broker_going_away_closes_the_connection(broker: MosquittoBroker) -> None:
+    connection = ConsumerConnection(broker_settings(broker), "left")
+    await connection.connect()
+    broker.stop()
+    assert "lost" in await asyncio.wait_for(connection.wait_closed(), 10)
+    assert not connection.is_connected
+
+
+async def test_nothing_listening_is_a_connect_error() -> None:
+    settings = MqttSettings(port=free_port(), connect_timeout_s=2)
+    with pytest.raises(MqttConnectError, match="cannot reach"):
+        await ConsumerConnection(settings, "nobody").connect()
+
+
+def test_only_mqtt_5_is_spoken() -> None:
+    with pytest.raises(ValueError, match="MQTT 5 only"):
+        ConsumerConnection(MqttSettings(protocol="3.1.1"), "old")
+
+
+# -- TLS and passwords ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> TlsFiles:
+    return make_test_pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path, pki: TlsFiles) -> Iterator[MosquittoBroker]:
+    broker = MosquittoBroker(tmp_path / "secure", tls=pki, users={"ingest": "s3cret"})
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def secure(broker: MosquittoBroker, ca: Path, password: str) -> MqttSettings:
+    return MqttSettings(
+        port=broker.port,
+        username="ingest",
+        password=SecretStr(password),
+        tls=TlsSettings(ca_file=str(ca)),
+        connect_timeout_s=5,
+    )
+
+
+async def test_tls_with_a_password_delivers(secure_broker: MosquittoBroker, pki: TlsFiles) -> None:
+    collected = Collected()
+    settings = secure(secure_broker, pki.ca_cert, "s3cret")
+    async with consumer(secure_broker, "tls", collected, settings=settings) as connection:
+        await connection.subscribe("t/#")
+        await connection.publish_confirmed("t/x", b"over tls")
+        await eventually(lambda: len(collected.messages) == 1, 10, "the delivery")
+        assert collected.messages[0].payload == b"over tls"
+
+
+async def test_a_wrong_password_is_refused(secure_broker: MosquittoBroker, pki: TlsFiles) -> None:
+    settings = secure(secure_broker, pki.ca_cert, "wrong")
+    with pytest.raises(MqttConnectError, match="refused the connection: Not authorized"):
+        await ConsumerConnection(settings, "intruder").connect()
+
+
+async def test_an_untrusted_certificate_is_refused(
+    secure_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    settings = secure(secure_broker, make_test_pki(tmp_path / "other").ca_cert, "s3cret")
+    with pytest.raises(MqttConnectError, match="certificate verify failed"):
+        await ConsumerConnection(settings, "fooled").connect()
