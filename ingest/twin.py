@@ -34,8 +34,10 @@ device clock runs forward across reboots.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
@@ -166,133 +168,181 @@ def is_newer(
     return ts > stamp_ts
 
 
-def _stamp_if_newer(
-    twin: Twin, section: str, message: CabinetMessage, values: dict[str, Any]
-) -> dict[str, Any]:
-    """``values`` plus the section's new stamp when ``message`` is newer, else nothing."""
-    boot_field = "boot_id" if section == "birth" else f"{section}_boot_id"
-    stamp_boot: str | None = getattr(twin, boot_field)
-    stamp_seq: int | None = getattr(twin, f"{section}_seq")
-    stamp_ts: datetime | None = getattr(twin, f"{section}_ts")
-    if not is_newer(stamp_boot, stamp_seq, stamp_ts, message.boot_id, message.seq, message.ts):
-        return {}
-    return {
-        **values,
-        boot_field: message.boot_id,
-        f"{section}_seq": message.seq,
-        f"{section}_ts": message.ts,
-    }
+TwinValues = dict[str, Any]
+"""A twin's fields by name, mutable: the working form of the fold.
 
+Enumerations may be held as members or as their string values (they compare equal),
+fault codes as a tuple; the state store reads and writes rows in this form, so a batch
+is folded without building a :class:`Twin` per message.
+"""
 
-_EVENT_EFFECTS: dict[EventType, tuple[str, dict[str, Any]]] = {
-    EventType.DOOR_OPENED: ("door", {"door": DoorState.OPEN}),
-    EventType.DOOR_CLOSED: ("door", {"door": DoorState.CLOSED}),
-    EventType.AED_REMOVED: ("aed_present", {"aed_present": False}),
-    EventType.AED_RETURNED: ("aed_present", {"aed_present": True}),
-    EventType.POWER_LOST: ("power", {"power": PowerSource.BACKUP}),
-    EventType.POWER_RESTORED: ("power", {"power": PowerSource.MAINS}),
+_SECTION_STAMPS: Final = {
+    section: (
+        "boot_id" if section == "birth" else f"{section}_boot_id",
+        f"{section}_seq",
+        f"{section}_ts",
+    )
+    for section in (
+        "birth",
+        "heartbeat",
+        "door",
+        "aed_present",
+        "power",
+        "selftest",
+        "consumables",
+    )
+}
+_HEARTBEAT: Final = _SECTION_STAMPS["heartbeat"]
+_DOOR: Final = _SECTION_STAMPS["door"]
+_AED_PRESENT: Final = _SECTION_STAMPS["aed_present"]
+_POWER: Final = _SECTION_STAMPS["power"]
+_LAST: Final = ("last_boot_id", "last_seq", "last_seq_ts")
+
+_EVENT_EFFECTS: dict[EventType, tuple[tuple[str, str, str], dict[str, Any]]] = {
+    EventType.DOOR_OPENED: (_DOOR, {"door": DoorState.OPEN}),
+    EventType.DOOR_CLOSED: (_DOOR, {"door": DoorState.CLOSED}),
+    EventType.AED_REMOVED: (_AED_PRESENT, {"aed_present": False}),
+    EventType.AED_RETURNED: (_AED_PRESENT, {"aed_present": True}),
+    EventType.POWER_LOST: (_POWER, {"power": PowerSource.BACKUP}),
+    EventType.POWER_RESTORED: (_POWER, {"power": PowerSource.MAINS}),
 }
 
+EMPTY_TWIN_VALUES: Final[Mapping[str, None]] = MappingProxyType(dict.fromkeys(Twin.model_fields))
+"""Every field of a twin of which nothing is known yet (copy it and set the cabinet id)."""
 
-def _held_status(twin: Twin) -> Status | None:
-    if (
-        twin.online is None
-        or twin.status_boot_id is None
-        or twin.status_seq is None
-        or twin.status_ts is None
-    ):
-        return None
-    return Status(
-        v=1,
-        cabinet_id=twin.cabinet_id,
-        boot_id=twin.status_boot_id,
-        seq=twin.status_seq,
-        ts=twin.status_ts,
-        state=ConnectionState.ONLINE if twin.online else ConnectionState.OFFLINE,
+
+def _newer(values: TwinValues, stamp: tuple[str, str, str], message: CabinetMessage) -> bool:
+    boot_key, seq_key, ts_key = stamp
+    return is_newer(
+        values[boot_key], values[seq_key], values[ts_key], message.boot_id, message.seq, message.ts
     )
 
 
-def _status_update(twin: Twin, status: Status) -> dict[str, Any]:
-    held = apply_status(_held_status(twin), status)
-    return {
-        "online": held.state is ConnectionState.ONLINE,
-        "status_boot_id": held.boot_id,
-        "status_seq": held.seq,
-        "status_ts": held.ts,
-    }
+def _stamp(values: TwinValues, stamp: tuple[str, str, str], message: CabinetMessage) -> None:
+    boot_key, seq_key, ts_key = stamp
+    values[boot_key] = message.boot_id
+    values[seq_key] = message.seq
+    values[ts_key] = message.ts
 
 
-def _heartbeat_update(twin: Twin, beat: Heartbeat) -> dict[str, Any]:
-    readings = {
-        "aed_ready": beat.aed_ready,
-        "battery_pct": beat.battery_pct,
-        "temperature_c": beat.temperature_c,
-        "humidity_pct": beat.humidity_pct,
-        "heater_on": beat.heater_on,
-        "rssi_dbm": beat.rssi_dbm,
-        "outbox_pending": beat.outbox_pending,
-        "outbox_shed": beat.outbox_shed,
-    }
-    return {
-        **_stamp_if_newer(twin, "heartbeat", beat, readings),
-        **_stamp_if_newer(twin, "door", beat, {"door": beat.door}),
-        **_stamp_if_newer(twin, "aed_present", beat, {"aed_present": beat.aed_present}),
-        **_stamp_if_newer(twin, "power", beat, {"power": beat.power}),
-    }
+def _held_status(values: TwinValues) -> Status | None:
+    online = values["online"]
+    boot_id, seq, ts = values["status_boot_id"], values["status_seq"], values["status_ts"]
+    if online is None or boot_id is None or seq is None or ts is None:
+        return None
+    return Status(
+        v=1,
+        cabinet_id=values["cabinet_id"],
+        boot_id=boot_id,
+        seq=seq,
+        ts=ts,
+        state=ConnectionState.ONLINE if online else ConnectionState.OFFLINE,
+    )
 
 
-def _section_update(twin: Twin, message: CabinetMessage) -> dict[str, Any]:
-    """The field changes ``message`` makes to its own sections."""
-    match message:
-        case Status():
-            return _status_update(twin, message)
-        case Heartbeat():
-            return _heartbeat_update(twin, message)
-        case Birth():
-            return _stamp_if_newer(
-                twin,
-                "birth",
-                message,
-                {
-                    "aed_model": message.aed_model,
-                    "firmware_version": message.firmware_version,
-                    "heartbeat_interval_s": message.heartbeat_interval_s,
-                    "selftest_period": message.selftest_schedule.period,
-                    "time_zone": message.time_zone,
-                },
-            )
-        case Event():
-            effect = _EVENT_EFFECTS.get(message.event)
-            if effect is None:
-                return {}
-            section, values = effect
-            return _stamp_if_newer(twin, section, message, values)
-        case Selftest():
-            return _stamp_if_newer(
-                twin,
-                "selftest",
-                message,
-                {
-                    "selftest_kind": message.kind,
-                    "selftest_result": message.result,
-                    "selftest_fault_codes": message.fault_codes,
-                    "selftest_battery_pct": message.battery_pct,
-                },
-            )
-        case Consumables():
-            return _stamp_if_newer(
-                twin,
-                "consumables",
-                message,
-                {
-                    "pads_present": message.pads_present,
-                    "pads_expiry": message.pads_expiry,
-                    "battery_expiry": message.battery_expiry,
-                    "consumables_source": message.source,
-                },
-            )
-        case CmdResult():
-            return {}
+def _fold_status(values: TwinValues, status: Status) -> None:
+    held = apply_status(_held_status(values), status)
+    values["online"] = held.state is ConnectionState.ONLINE
+    values["status_boot_id"] = held.boot_id
+    values["status_seq"] = held.seq
+    values["status_ts"] = held.ts
+
+
+def _fold_heartbeat(values: TwinValues, beat: Heartbeat) -> None:
+    # The stamps are compared first: most folded heartbeats of a batch lose to a newer one.
+    if _newer(values, _HEARTBEAT, beat):
+        values["aed_ready"] = beat.aed_ready
+        values["battery_pct"] = beat.battery_pct
+        values["temperature_c"] = beat.temperature_c
+        values["humidity_pct"] = beat.humidity_pct
+        values["heater_on"] = beat.heater_on
+        values["rssi_dbm"] = beat.rssi_dbm
+        values["outbox_pending"] = beat.outbox_pending
+        values["outbox_shed"] = beat.outbox_shed
+        _stamp(values, _HEARTBEAT, beat)
+    if _newer(values, _DOOR, beat):
+        values["door"] = beat.door
+        _stamp(values, _DOOR, beat)
+    if _newer(values, _AED_PRESENT, beat):
+        values["aed_present"] = beat.aed_present
+        _stamp(values, _AED_PRESENT, beat)
+    if _newer(values, _POWER, beat):
+        values["power"] = beat.power
+        _stamp(values, _POWER, beat)
+
+
+def _fold_birth(values: TwinValues, birth: Birth) -> None:
+    stamp = _SECTION_STAMPS["birth"]
+    if _newer(values, stamp, birth):
+        values["aed_model"] = birth.aed_model
+        values["firmware_version"] = birth.firmware_version
+        values["heartbeat_interval_s"] = birth.heartbeat_interval_s
+        values["selftest_period"] = birth.selftest_schedule.period
+        values["time_zone"] = birth.time_zone
+        _stamp(values, stamp, birth)
+
+
+def _fold_event(values: TwinValues, event: Event) -> None:
+    effect = _EVENT_EFFECTS.get(event.event)
+    if effect is not None:
+        stamp, changes = effect
+        if _newer(values, stamp, event):
+            values.update(changes)
+            _stamp(values, stamp, event)
+
+
+def _fold_selftest(values: TwinValues, selftest: Selftest) -> None:
+    stamp = _SECTION_STAMPS["selftest"]
+    if _newer(values, stamp, selftest):
+        values["selftest_kind"] = selftest.kind
+        values["selftest_result"] = selftest.result
+        values["selftest_fault_codes"] = selftest.fault_codes
+        values["selftest_battery_pct"] = selftest.battery_pct
+        _stamp(values, stamp, selftest)
+
+
+def _fold_consumables(values: TwinValues, consumables: Consumables) -> None:
+    stamp = _SECTION_STAMPS["consumables"]
+    if _newer(values, stamp, consumables):
+        values["pads_present"] = consumables.pads_present
+        values["pads_expiry"] = consumables.pads_expiry
+        values["battery_expiry"] = consumables.battery_expiry
+        values["consumables_source"] = consumables.source
+        _stamp(values, stamp, consumables)
+
+
+def _fold_nothing(values: TwinValues, message: CabinetMessage) -> None:
+    return  # a command result changes no section, only the sequence and first/last seen
+
+
+_FOLD_SECTIONS: Final[dict[type[CabinetMessage], Callable[[TwinValues, Any], None]]] = {
+    Heartbeat: _fold_heartbeat,
+    Event: _fold_event,
+    Status: _fold_status,
+    Birth: _fold_birth,
+    Selftest: _fold_selftest,
+    Consumables: _fold_consumables,
+    CmdResult: _fold_nothing,
+}
+
+
+def fold(values: TwinValues, messages: Iterable[CabinetMessage]) -> None:
+    """Apply ``messages`` in order to a twin's ``values``, in place.
+
+    The same rules as :func:`apply_message`, which is this fold of one message; the
+    caller makes sure every message is of the cabinet ``values`` describe.
+    """
+    for message in messages:
+        _FOLD_SECTIONS[type(message)](values, message)
+        ts = message.ts
+        if type(message) is not Status and _newer(values, _LAST, message):
+            _stamp(values, _LAST, message)
+        first_seen = values["first_seen"]
+        if first_seen is None or ts < first_seen:
+            values["first_seen"] = ts
+        last_seen = values["last_seen"]
+        if last_seen is None or ts > last_seen:
+            values["last_seen"] = ts
 
 
 def apply_message(twin: Twin | None, message: CabinetMessage) -> Twin:
@@ -306,20 +356,9 @@ def apply_message(twin: Twin | None, message: CabinetMessage) -> Twin:
         raise ValueError(
             f"message of cabinet {message.cabinet_id!r} applied to the twin of {twin.cabinet_id!r}"
         )
-    update = _section_update(twin, message)
-    if not isinstance(message, Status) and is_newer(
-        twin.last_boot_id, twin.last_seq, twin.last_seq_ts, message.boot_id, message.seq, message.ts
-    ):
-        update |= {
-            "last_boot_id": message.boot_id,
-            "last_seq": message.seq,
-            "last_seq_ts": message.ts,
-        }
-    if twin.first_seen is None or message.ts < twin.first_seen:
-        update["first_seen"] = message.ts
-    if twin.last_seen is None or message.ts > twin.last_seen:
-        update["last_seen"] = message.ts
-    changed = {key: value for key, value in update.items() if getattr(twin, key) != value}
+    values = dict(twin.__dict__)
+    fold(values, (message,))
+    changed = {key: value for key, value in values.items() if getattr(twin, key) != value}
     if not changed:
         return twin
     return twin.model_copy(update=changed)
