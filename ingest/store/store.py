@@ -4,7 +4,7 @@ Synchronous by design (SQLAlchemy Core); the ingest service calls it from a work
 thread. The store is safe to share between threads and between processes writing the
 same database: every write is one transaction, and twins are updated read-modify-write
 under a lock (the affected rows on PostgreSQL, the database on SQLite), with the pure
-:func:`ingest.twin.apply_message` doing the modify.
+:func:`ingest.twin.fold` doing the modify.
 
 Only :mod:`ingest.registry.models` values, :class:`ingest.twin.Twin` and
 :class:`StoreError` cross this interface; SQLAlchemy stays inside.
@@ -29,11 +29,12 @@ from sqlalchemy.sql.dml import Insert
 
 from aedfleet.contract import CabinetMessage
 from ingest.registry.models import Assignment, Cabinet, Person, Registry, Role
+from ingest.store import sqlite_twins
 from ingest.store.engine import DEFAULT_TIMEOUT_S, WRITE, create_store_engine, describe, reason
 from ingest.store.errors import StoreError
 from ingest.store.migration import upgrade
 from ingest.store.tables import assignments, cabinets, people, twins
-from ingest.twin import Twin, apply_message
+from ingest.twin import EMPTY_TWIN_VALUES, Twin, TwinValues, fold
 
 __all__ = ["StateStore", "StoreError"]
 
@@ -297,6 +298,8 @@ class StateStore:
         Safe with several writers: on PostgreSQL the affected twin rows are locked
         (``SELECT … FOR UPDATE``, in cabinet id order, after inserting the missing ones so
         that they can be locked too); on SQLite the transaction takes the write lock first.
+        Each twin is folded as plain values (:func:`ingest.twin.fold`), and only those
+        that changed are written back; on SQLite through :mod:`ingest.store.sqlite_twins`.
         """
         if not messages:
             return
@@ -305,40 +308,52 @@ class StateStore:
             by_cabinet[message.cabinet_id].append(message)
         cabinet_ids = sorted(by_cabinet)
         with self._writing(f"apply {len(messages)} messages to the twins") as connection:
-            held = self._lock_twins(connection, cabinet_ids)
-            changed: list[dict[str, object]] = []
+            on_sqlite = connection.dialect.name == "sqlite"
+            if on_sqlite:
+                # The transaction holds SQLite's write lock: no other writer until commit.
+                held = sqlite_twins.select_twins(connection, cabinet_ids)
+            else:
+                held = self._lock_twins(connection, cabinet_ids)
+            changed: list[TwinValues] = []
             for cabinet_id in cabinet_ids:
                 before = held.get(cabinet_id)
-                after = before
-                for message in by_cabinet[cabinet_id]:
-                    after = apply_message(after, message)
-                if after is not None and after != before:
-                    changed.append(_row(after))
-            if changed:
-                connection.execute(self._upsert(connection, twins), changed)
+                values = dict(before) if before is not None else _empty_twin(cabinet_id)
+                fold(values, by_cabinet[cabinet_id])
+                if values != before:
+                    changed.append(values)
+            if not changed:
+                return
+            if on_sqlite:
+                sqlite_twins.upsert_twins(connection, changed)
+            else:
+                connection.execute(
+                    self._upsert(connection, twins), [_twin_row(values) for values in changed]
+                )
 
-    def _lock_twins(self, connection: Connection, cabinet_ids: list[str]) -> dict[str, Twin]:
-        """The stored twins of ``cabinet_ids``, locked for this transaction."""
-        locking = connection.dialect.name == "postgresql"
-        if locking:
-            # A row that does not exist cannot be locked: create it first. In id order,
-            # like the locks below, so that concurrent batches cannot deadlock.
-            connection.execute(
-                postgresql.insert(twins).on_conflict_do_nothing(index_elements=["cabinet_id"]),
-                [{"cabinet_id": cabinet_id} for cabinet_id in cabinet_ids],
-            )
-        held: dict[str, Twin] = {}
+    def _lock_twins(self, connection: Connection, cabinet_ids: list[str]) -> dict[str, TwinValues]:
+        """The stored twins of ``cabinet_ids`` as values, locked for this transaction
+        (PostgreSQL)."""
+        # A row that does not exist cannot be locked: create it first. In id order, like
+        # the locks below, so that concurrent batches cannot deadlock.
+        connection.execute(
+            postgresql.insert(twins).on_conflict_do_nothing(index_elements=["cabinet_id"]),
+            [{"cabinet_id": cabinet_id} for cabinet_id in cabinet_ids],
+        )
+        held: dict[str, TwinValues] = {}
         for chunk in _chunks(cabinet_ids):
-            query = select(twins).where(twins.c.cabinet_id.in_(chunk))
-            if locking:
-                # Lock in the order of sorted(cabinet_ids): one lock order for every batch.
-                query = query.order_by(
-                    *_in_code_point_order(connection, twins.c.cabinet_id)
-                ).with_for_update()
+            # Lock in the order of sorted(cabinet_ids): one lock order for every batch.
+            query = (
+                select(twins)
+                .where(twins.c.cabinet_id.in_(chunk))
+                .order_by(*_in_code_point_order(connection, twins.c.cabinet_id))
+                .with_for_update()
+            )
             for row in connection.execute(query):
-                twin = _twin(row._asdict())
-                if twin is not None:
-                    held[twin.cabinet_id] = twin
+                values = row._asdict()
+                codes = values["selftest_fault_codes"]
+                if codes is not None:
+                    values["selftest_fault_codes"] = tuple(codes)
+                held[values["cabinet_id"]] = values
         return held
 
     def twin(self, cabinet_id: str) -> Twin | None:
@@ -364,6 +379,25 @@ def _twin(row: Mapping[str, Any]) -> Twin | None:
     if all(row[name] is None for name in _EMPTY_TWIN_FIELDS):
         return None
     return _model(Twin, row)
+
+
+def _empty_twin(cabinet_id: str) -> TwinValues:
+    values: TwinValues = dict(EMPTY_TWIN_VALUES)
+    values["cabinet_id"] = cabinet_id
+    return values
+
+
+def _twin_row(values: TwinValues) -> dict[str, object]:
+    """A twin's values as the columns hold them: enumerations as strings, a list of codes."""
+    row: dict[str, object] = {}
+    for name, value in values.items():
+        if isinstance(value, Enum):
+            row[name] = value.value
+        elif isinstance(value, tuple):
+            row[name] = list(value)
+        else:
+            row[name] = value
+    return row
 
 
 def _check_unique(upserts: Registry) -> None:

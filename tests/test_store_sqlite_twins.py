@@ -1,0 +1,109 @@
+"""Twin rows read and written through the SQLite driver match SQLAlchemy's, both ways."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from sqlalchemy import Engine, delete, insert, select
+
+from aedfleet.contract import CabinetMessage
+from ingest.store.engine import WRITE, create_store_engine
+from ingest.store.migration import upgrade
+from ingest.store.sqlite_twins import select_twins, upsert_twins
+from ingest.store.tables import twins
+from ingest.twin import Twin, TwinValues
+from tests.test_twin import CABINET, fold, histories
+
+EVERY_SECTION = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    instance = create_store_engine(f"sqlite:///{tmp_path / 'twins.sqlite3'}")
+    upgrade(instance)
+    yield instance
+    instance.dispose()
+
+
+def folded(history: list[CabinetMessage]) -> Twin:
+    twin = fold(history)
+    assert twin is not None
+    return twin
+
+
+def with_sqlalchemy(twin: Twin) -> dict[str, object]:
+    """The row as SQLAlchemy binds it: its own type processing does every conversion."""
+    row: dict[str, object] = {}
+    for name, value in twin.__dict__.items():
+        if isinstance(value, Enum):
+            row[name] = value.value
+        elif isinstance(value, tuple):
+            row[name] = list(value)
+        else:
+            row[name] = value
+    return row
+
+
+@EVERY_SECTION
+@given(history=histories())
+def test_a_row_sqlalchemy_wrote_reads_back_as_the_twins_values(
+    engine: Engine, history: list[CabinetMessage]
+) -> None:
+    twin = folded(history)
+    with engine.connect() as connection, connection.begin():
+        connection.execute(delete(twins))
+        connection.execute(insert(twins), [with_sqlalchemy(twin)])
+        held = select_twins(connection, [CABINET, "not-stored"])
+    assert held == {CABINET: twin.__dict__}
+
+
+@EVERY_SECTION
+@given(history=histories())
+def test_a_row_written_through_the_driver_reads_back_through_sqlalchemy(
+    engine: Engine, history: list[CabinetMessage]
+) -> None:
+    twin = folded(history)
+    with engine.connect() as connection:
+        connection.execution_options(**WRITE)
+        with connection.begin():
+            connection.execute(delete(twins))
+            upsert_twins(connection, [dict(twin.__dict__)])
+            upsert_twins(connection, [dict(twin.__dict__)])  # an upsert, not a second row
+            rows = connection.execute(select(twins)).all()
+    assert len(rows) == 1
+    assert Twin.model_validate(rows[0]._asdict()) == twin
+
+
+def test_timestamps_in_other_zones_are_stored_as_utc_and_naive_ones_refused(
+    engine: Engine,
+) -> None:
+    moment = datetime(2026, 11, 25, 8, 30, 0, 250, tzinfo=timezone(timedelta(hours=8)))
+    values: TwinValues = dict.fromkeys(Twin.model_fields)
+    values |= {"cabinet_id": CABINET, "first_seen": moment, "last_seen": moment}
+    with engine.connect() as connection, connection.begin():
+        upsert_twins(connection, [values])
+        stored = select_twins(connection, [CABINET])[CABINET]
+        assert stored["first_seen"] == moment
+        assert stored["first_seen"].tzinfo is UTC
+        with pytest.raises(ValueError, match="naive"):
+            upsert_twins(connection, [values | {"last_seen": moment.replace(tzinfo=None)}])
+
+
+def test_many_cabinets_are_read_in_chunks(engine: Engine) -> None:
+    ids = [f"cab-{number:05d}" for number in range(1_234)]
+    rows: list[TwinValues] = [
+        dict.fromkeys(Twin.model_fields) | {"cabinet_id": cabinet_id, "last_seq": number}
+        for number, cabinet_id in enumerate(ids)
+    ]
+    with engine.connect() as connection, connection.begin():
+        upsert_twins(connection, rows)
+        held = select_twins(connection, ids[::-1])
+    assert sorted(held) == ids
+    assert held["cab-01233"]["last_seq"] == 1_233
