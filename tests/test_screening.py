@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aedfleet.contract import Reason
+from aedfleet.contract import (
+    Channel,
+    CmdResult,
+    ConnectionState,
+    Consumables,
+    ConsumablesSource,
+    ContractError,
+    EventType,
+    Message,
+    Reason,
+    Selftest,
+    SelftestKind,
+    SelftestResult,
+    decode_payload,
+    encode,
+)
 from ingest.ratelimit import RateLimiter
-from ingest.screening import Ignored, Refused, screen
+from ingest.screening import Ignored, Refused, _plainly_valid, screen
+from tests.test_twin import CABINET, T0, birth, envelope, event, heartbeat, status
 
 KNOWN = {"SZ-0001"}
 HEADER: dict[str, Any] = {
@@ -84,3 +101,89 @@ def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
     assert limiter.allow("k", 1.0)
     assert not limiter.allow("k", 1.0)
     assert limiter.allow("other", 1.0)
+
+
+# -- the fast way agrees with the contract's ------------------------------------------------
+
+VALID_MESSAGES: list[tuple[Channel, Message]] = [
+    (Channel.BIRTH, birth(0, 1, T0)),
+    (Channel.STATUS, status(0, 1, T0, ConnectionState.ONLINE)),
+    (Channel.HEARTBEAT, heartbeat(0, 2, T0)),
+    (Channel.EVENT, event(0, 3, T0, EventType.TAMPER)),
+    (
+        Channel.SELFTEST,
+        Selftest(
+            **envelope(0, 4, T0),
+            kind=SelftestKind.DAILY,
+            result=SelftestResult.FAIL,
+            fault_codes=("E12", "B-3"),
+            battery_pct=80.5,
+        ),
+    ),
+    (
+        Channel.CONSUMABLES,
+        Consumables(
+            **envelope(0, 5, T0),
+            pads_present=True,
+            pads_expiry=date(2027, 1, 31),
+            battery_expiry=None,
+            source=ConsumablesSource.CAPTAIN,
+        ),
+    ),
+    (Channel.CMD_RESULT, CmdResult(**envelope(0, 6, T0), command_id="c-1", ok=False, error="x")),
+]
+# Values that the model may coerce while the contract's own checks may not.
+tricky_values: st.SearchStrategy[object] = st.sampled_from(
+    [1, 1.0, True, False, 0, -1, "1", "", None, 2**60, 1e300, []]
+)
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> tuple[Channel, bytes]:
+    channel, message = draw(st.sampled_from(VALID_MESSAGES))
+    document: dict[str, Any] = json.loads(encode(message))
+    for _ in range(draw(st.integers(0, 2))):
+        key = draw(st.sampled_from([*sorted(document), "v", "extra"]))
+        document[key] = draw(tricky_values | json_values)
+    separators = draw(st.sampled_from([(",", ":"), (", ", ": "), (" ,", " : ")]))
+    text = json.dumps(document, separators=separators, indent=draw(st.sampled_from([None, 1])))
+    if draw(st.booleans()):
+        # A key given twice: the contract's JSON parser keeps the last.
+        version = draw(st.sampled_from(['"v":1', '"v":1.0', '"v":true', '"v" : 1']))
+        text = (
+            "{" + version + "," + text[1:]
+            if draw(st.booleans())
+            else text[:-1] + "," + version + "}"
+        )
+    return channel, text.encode()
+
+
+def contract_decision(channel: Channel, payload: bytes) -> Message | Reason:
+    try:
+        return decode_payload(channel, payload, CABINET)
+    except ContractError as exc:
+        return exc.reason
+
+
+@settings(max_examples=1_500, deadline=None)
+@given(case=payloads())
+def test_what_the_fast_way_accepts_the_contract_accepts_alike(
+    case: tuple[Channel, bytes],
+) -> None:
+    channel, payload = case
+    fast = _plainly_valid(channel, payload, CABINET)
+    if fast is not None:
+        assert contract_decision(channel, payload) == fast
+
+
+def test_the_fast_way_takes_every_valid_message_as_encoded() -> None:
+    for channel, message in VALID_MESSAGES:
+        assert _plainly_valid(channel, encode(message), CABINET) == message
+
+
+def test_a_version_the_contract_refuses_is_left_to_the_contract() -> None:
+    payload = encode(heartbeat(0, 2, T0))
+    for version in (b'"v":1.0', b'"v":true'):
+        odd = payload.replace(b'"v":1', version, 1)
+        assert _plainly_valid(Channel.HEARTBEAT, odd, CABINET) is None
+        assert contract_decision(Channel.HEARTBEAT, odd) is Reason.SCHEMA_VIOLATION
