@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class SequenceTracker:
             raise ValueError("window and max_boots must be positive")
         self.window = window
         self.max_boots = max_boots
+        self._mask = (1 << window) - 1
         self._boots: OrderedDict[tuple[str, str], _Boot] = OrderedDict()
 
     def __len__(self) -> int:
@@ -46,30 +48,42 @@ class SequenceTracker:
         """Classify without recording: what :meth:`record` would say."""
         boot = self._boots.get((cabinet_id, boot_id))
         if boot is None:
-            return Observation(duplicate=False)
+            return _NEW
+        return self._classify(boot, seq)
+
+    def _classify(self, boot: _Boot, seq: int) -> Observation:
         if seq > boot.highest:
-            return Observation(duplicate=False, gap=seq - boot.highest - 1)
+            gap = seq - boot.highest - 1
+            return Observation(duplicate=False, gap=gap) if gap else _NEW
         offset = boot.highest - seq
         if offset >= self.window or boot.seen >> offset & 1:
-            return Observation(duplicate=True)
-        return Observation(duplicate=False, late=True)
+            return _DUPLICATE
+        return _LATE
 
     def record(self, cabinet_id: str, boot_id: str, seq: int) -> Observation:
+        """Classify and remember (the ingest's hot path: one lookup, shared results)."""
         key = (cabinet_id, boot_id)
-        observation = self.check(cabinet_id, boot_id, seq)
         boot = self._boots.get(key)
         if boot is None:
             self._boots[key] = _Boot(seq)
             if len(self._boots) > self.max_boots:
                 self._boots.popitem(last=False)
-            return observation
+            return _NEW
         self._boots.move_to_end(key)
+        observation = self._classify(boot, seq)
         if observation.duplicate:
             return observation
         if seq > boot.highest:
             shift = seq - boot.highest
-            boot.seen = ((boot.seen << shift) | 1) & ((1 << self.window) - 1)
+            # A jump past the window forgets every number below it; shifting by the jump
+            # itself could ask for a number of 2**53 bits.
+            boot.seen = ((boot.seen << shift) | 1) & self._mask if shift < self.window else 1
             boot.highest = seq
         else:
             boot.seen |= 1 << (boot.highest - seq)
         return observation
+
+
+_NEW: Final = Observation(duplicate=False)
+_DUPLICATE: Final = Observation(duplicate=True)
+_LATE: Final = Observation(duplicate=False, late=True)

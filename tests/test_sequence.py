@@ -60,3 +60,11 @@ def test_each_number_is_new_exactly_once_within_the_window(
             assert highest - seq >= window
         highest = max(highest, seq)
     assert len(accepted) == len(set(accepted))
+
+
+def test_a_jump_to_the_largest_sequence_number_is_a_gap_not_a_crash() -> None:
+    tracker = SequenceTracker()
+    tracker.record("c", "b", 1)
+    assert tracker.record("c", "b", 2**53).gap == 2**53 - 2
+    assert tracker.record("c", "b", 2**53).duplicate
+    assert tracker.record("c", "b", 2).duplicate  # far below the window now
