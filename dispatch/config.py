@@ -22,6 +22,7 @@ from pydantic import (
 from aedfleet.mqtt import MqttSettings
 from aedfleet.settings import FileThenEnvSettings
 from dispatch.incident import CoalescingPolicy
+from dispatch.outbox import Durability
 from edge_agent.backoff import BackoffSettings
 
 MQTT_ENDPOINT = "mqtt"
@@ -177,6 +178,11 @@ class DispatchSettings(FileThenEnvSettings):
         default=None,
         description="Where the outbox lives; the state store when unset. A separate SQLite "
         "file keeps door events from waiting for the ingest's write lock",
+    )
+    outbox_durability: Durability = Field(
+        default=Durability.WRITTEN,
+        description="synced: commits survive a power cut (fsync); written: they survive the "
+        "service being killed, and a door event never waits for the disk",
     )
     endpoints: tuple[EndpointSettings, ...] = ()
     republish: RepublishSettings = RepublishSettings()

@@ -10,9 +10,8 @@ message delays no other cabinet. An endpoint's requests in flight are bounded by
 ``max_concurrent``.
 
 A message whose expiry passes is given up (``expired``) and the lane moves on. Every
-attempt is written to the outbox through :class:`AttemptJournal`, which folds the
-attempts that finish while a write is under way into the next transaction, so the
-journal never becomes the bottleneck of a burst.
+attempt is written to the outbox through :class:`AttemptJournal`, in the background and
+in batches, so recording never delays a delivery.
 """
 
 from __future__ import annotations
@@ -51,7 +50,19 @@ class _Entry:
 
 
 class AttemptJournal:
-    """Writes attempts to the outbox in batches; :meth:`write` returns once committed."""
+    """Records attempts in the outbox from a background loop, in batches.
+
+    A lane does not wait for the record of its attempt: it acts on what it knows in
+    memory, and the record is for restarts and for people (``dispatch list``, the API).
+    Attempts that finish within ``linger_s`` of each other share one transaction, so a
+    burst of door events costs a few writes, not one per attempt. The queue is bounded:
+    beyond ``max_unwritten`` entries (the outbox unreachable for long), :meth:`add` waits
+    for the journal to catch up, so lanes slow down rather than memory growing. What is
+    unwritten when the service stops is written on the way out.
+
+    A delivery whose success was not yet recorded when the process died is attempted
+    again after the restart; its idempotency key lets the receiver drop the repeat.
+    """
 
     def __init__(
         self,
@@ -60,46 +71,67 @@ class AttemptJournal:
         retry: BackoffSettings,
         rng: random.Random,
         metrics: DispatchMetrics,
+        linger_s: float = 0.05,
+        max_unwritten: int = 10_000,
     ) -> None:
         self._outbox = outbox
         self._in_thread = in_thread
         self._retry = retry
         self._rng = rng
         self._metrics = metrics
-        self._waiting: list[tuple[_Entry, asyncio.Future[None]]] = []
+        self._linger_s = linger_s
+        self._max_unwritten = max_unwritten
+        self._unwritten: list[_Entry] = []
         self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
 
-    async def write(self, delivery_id: int, attempt: Attempt, next_at: datetime | None) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((_Entry(delivery_id, attempt, next_at), future))
+    async def add(self, delivery_id: int, attempt: Attempt, next_at: datetime | None) -> None:
+        """Queue an attempt's record; waits only while the journal is full."""
+        while len(self._unwritten) >= self._max_unwritten:
+            self._room.clear()
+            await self._room.wait()
+        self._unwritten.append(_Entry(delivery_id, attempt, next_at))
         self._arrived.set()
-        await future
 
     async def run(self) -> None:
         """Commit what is waiting, batch after batch, until cancelled."""
-        while True:
-            await self._arrived.wait()
-            self._arrived.clear()
-            batch, self._waiting = self._waiting, []
-            if not batch:
-                continue
-            entries = [entry for entry, _ in batch]
-            failures = 0
+        try:
             while True:
-                try:
-                    await self._in_thread(functools.partial(self._commit, entries))
-                    break
-                except OutboxError as exc:
-                    self._metrics.outbox_failures.inc()
-                    delay = reconnect_delay(self._retry, failures, self._rng)
-                    failures += 1
-                    log.warning(
-                        "dispatch: cannot record attempts: %s; retrying in %.1f s", exc, delay
-                    )
-                    await asyncio.sleep(delay)
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+                await self._arrived.wait()
+                await asyncio.sleep(self._linger_s)
+                self._arrived.clear()
+                batch, self._unwritten = self._unwritten, []
+                self._room.set()
+                if batch:
+                    await self._commit_retrying(batch)
+        finally:
+            if self._unwritten:
+                self._write_on_exit()
+
+    async def _commit_retrying(self, batch: list[_Entry]) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._in_thread(functools.partial(self._commit, batch))
+            except OutboxError as exc:
+                self._metrics.outbox_failures.inc()
+                delay = reconnect_delay(self._retry, failures, self._rng)
+                failures += 1
+                log.warning("dispatch: cannot record attempts: %s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+            else:
+                return
+
+    def _write_on_exit(self) -> None:
+        # Shutting down: one last synchronous write of what is left, so that a clean stop
+        # leaves a complete record. A failure now is logged; the deliveries concerned are
+        # attempted again after the restart.
+        try:
+            self._commit(self._unwritten)
+        except OutboxError as exc:
+            log.warning("dispatch: %d attempts not recorded at exit: %s", len(self._unwritten), exc)
+        self._unwritten = []
 
     def _commit(self, entries: list[_Entry]) -> None:
         self._outbox.record_attempts(
@@ -250,7 +282,7 @@ class Lanes:
             self._metrics.delivery_seconds.labels(delivery.endpoint).observe(
                 max(0.0, (finished - delivery.created_at).total_seconds())
             )
-            await self._journal.write(delivery.delivery_id, attempt, None)
+            await self._journal.add(delivery.delivery_id, attempt, None)
             return None
         self._metrics.attempts.labels(delivery.endpoint, "failed").inc()
         delay = reconnect_delay(
@@ -265,5 +297,5 @@ class Lanes:
                 error,
                 delay,
             )
-        await self._journal.write(delivery.delivery_id, attempt, next_at)
+        await self._journal.add(delivery.delivery_id, attempt, next_at)
         return delivery.model_copy(update={"attempts": number, "next_attempt_at": next_at})

@@ -4,7 +4,26 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
+    3600,
+)
 
 
 class DispatchMetrics:
@@ -61,6 +80,12 @@ class DispatchMetrics:
             "aedfleet_dispatch_delivery_seconds",
             "From the message's creation to its delivery, by endpoint",
             ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.handling_seconds = Histogram(
+            "aedfleet_dispatch_handling_seconds",
+            "From an event's arrival from the broker to its message in the outbox",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )

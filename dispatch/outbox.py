@@ -18,15 +18,27 @@ cross this interface; SQLAlchemy stays inside.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    and_,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,6 +54,36 @@ from dispatch.tables import (
 from ingest.store.engine import DEFAULT_TIMEOUT_S, WRITE, create_store_engine, describe, reason
 from ingest.store.errors import StoreError
 from ingest.store.migration import upgrade
+from ingest.store.tables import UtcDateTime
+
+
+class Durability(StrEnum):
+    """When a commit of the outbox returns.
+
+    ``synced``: once the database has flushed it to disk (fsync): it survives a power
+    cut. ``written``: once the operating system has it (SQLite ``synchronous=NORMAL`` in
+    WAL mode, PostgreSQL ``synchronous_commit=off``): it survives the service being
+    killed, not a power cut of the machine, and spares the door event a disk flush, whose
+    tail is long on a disk the ingest keeps busy (see ``docs/dispatch.md``).
+    """
+
+    SYNCED = "synced"
+    WRITTEN = "written"
+
+
+def _relax_commits(engine: Engine) -> None:
+    """Commits return once the OS has the data (see :class:`Durability`)."""
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if engine.dialect.name == "sqlite":
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            elif engine.dialect.name == "postgresql":
+                cursor.execute("SET synchronous_commit TO off")
+        finally:
+            cursor.close()
 
 
 class DeliveryStatus(StrEnum):
@@ -109,6 +151,54 @@ class DeliveryRecord(_Value):
     attempt_log: tuple[Attempt, ...] = ()
 
 
+# One statement for every attempt of a batch (executemany): a success finishes the
+# delivery; a failure only moves its next attempt time (never its status: the lane may
+# have expired it meanwhile).
+_RECORD_ATTEMPT: Final = (
+    update(dispatch_deliveries)
+    .where(dispatch_deliveries.c.delivery_id == bindparam("key"))
+    .values(
+        attempts=bindparam("new_attempts"),
+        last_error=bindparam("new_error"),
+        status=func.coalesce(bindparam("new_status", type_=String), dispatch_deliveries.c.status),
+        finished_at=func.coalesce(
+            bindparam("new_finished_at", type_=UtcDateTime), dispatch_deliveries.c.finished_at
+        ),
+        next_attempt_at=func.coalesce(
+            bindparam("new_next_attempt_at", type_=UtcDateTime),
+            dispatch_deliveries.c.next_attempt_at,
+        ),
+    )
+)
+
+
+_STORED_MESSAGES: Final = select(dispatch_messages.c.message_id).where(
+    dispatch_messages.c.message_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_MESSAGES: Final = insert(dispatch_messages)
+_INSERT_DELIVERIES: Final = insert(dispatch_deliveries).returning(
+    dispatch_deliveries.c.delivery_id, sort_by_parameter_order=True
+)
+_INSERT_ATTEMPTS: Final = insert(dispatch_attempts)
+
+
+def _upsert_states(dialect: str) -> postgresql.Insert | sqlite.Insert:
+    """INSERT … ON CONFLICT (cabinet_id) DO UPDATE of the cabinets' coalescing states."""
+    statement = (
+        postgresql.insert(dispatch_cabinets)
+        if dialect == "postgresql"
+        else sqlite.insert(dispatch_cabinets)
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["cabinet_id"],
+        set_={
+            "state": statement.excluded.state,
+            "due_at": statement.excluded.due_at,
+            "updated_at": statement.excluded.updated_at,
+        },
+    )
+
+
 def _decode_event(payload: str) -> DispatchEvent:
     try:
         return DispatchEvent.model_validate_json(payload)
@@ -121,14 +211,27 @@ class DispatchOutbox:
 
     def __init__(self, *, _engine: Engine) -> None:
         self._engine = _engine
+        self._upsert_states = _upsert_states(_engine.dialect.name)
+        # The service writes from two threads (events, attempts). Taking turns here wakes
+        # the waiting one the moment the other commits; SQLite's own busy handler would
+        # instead sleep 1, 2, 5, 10… ms between polls of the lock, on a door event's path.
+        self._write_turn = threading.Lock()
 
     @classmethod
-    def open(cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> DispatchOutbox:
+    def open(
+        cls,
+        url: str,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        durability: Durability = Durability.SYNCED,
+    ) -> DispatchOutbox:
         """Connect to the state store at ``url`` and bring its schema up to date."""
         try:
             engine = create_store_engine(url, timeout_s)
         except StoreError as exc:
             raise OutboxError(str(exc)) from None
+        if durability is Durability.WRITTEN:
+            _relax_commits(engine)
         try:
             upgrade(engine)
         except StoreError as exc:
@@ -166,7 +269,7 @@ class DispatchOutbox:
 
     @contextmanager
     def _writing(self, action: str) -> Iterator[Connection]:
-        with self._translated(action), self._engine.connect() as connection:
+        with self._write_turn, self._translated(action), self._engine.connect() as connection:
             connection.execution_options(**WRITE)
             with connection.begin():
                 yield connection
@@ -179,24 +282,6 @@ class DispatchOutbox:
             raise OutboxError(
                 f"cannot {action} in the outbox {describe(self._engine)}: {reason(exc)}"
             ) from exc
-
-    def _upsert_states(self, connection: Connection, rows: list[dict[str, object]]) -> None:
-        statement: postgresql.Insert | sqlite.Insert
-        if connection.dialect.name == "postgresql":
-            statement = postgresql.insert(dispatch_cabinets)
-        else:
-            statement = sqlite.insert(dispatch_cabinets)
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["cabinet_id"],
-                set_={
-                    "state": statement.excluded.state,
-                    "due_at": statement.excluded.due_at,
-                    "updated_at": statement.excluded.updated_at,
-                },
-            ),
-            rows,
-        )
 
     # -- writing -------------------------------------------------------------------------
 
@@ -214,8 +299,8 @@ class DispatchOutbox:
         """
         with self._writing(f"record {len(messages)} dispatch messages") as connection:
             if states:
-                self._upsert_states(
-                    connection,
+                connection.execute(
+                    self._upsert_states,
                     [
                         {
                             "cabinet_id": state.cabinet_id,
@@ -229,18 +314,12 @@ class DispatchOutbox:
             if not messages:
                 return []
             ids = [message.event.event_id for message in messages]
-            stored = set(
-                connection.scalars(
-                    select(dispatch_messages.c.message_id).where(
-                        dispatch_messages.c.message_id.in_(ids)
-                    )
-                )
-            )
+            stored = set(connection.scalars(_STORED_MESSAGES, {"ids": ids}))
             fresh = [message for message in messages if message.event.event_id not in stored]
             if not fresh:
                 return []
             connection.execute(
-                insert(dispatch_messages),
+                _INSERT_MESSAGES,
                 [
                     {
                         "message_id": message.event.event_id,
@@ -259,9 +338,7 @@ class DispatchOutbox:
             if not wanted:
                 return []
             rows = connection.execute(
-                insert(dispatch_deliveries).returning(
-                    dispatch_deliveries.c.delivery_id, sort_by_parameter_order=True
-                ),
+                _INSERT_DELIVERIES,
                 [
                     {
                         "message_id": message.event.event_id,
@@ -298,29 +375,26 @@ class DispatchOutbox:
             return
         with self._writing(f"record {len(attempts)} delivery attempts") as connection:
             connection.execute(
-                insert(dispatch_attempts),
+                _INSERT_ATTEMPTS,
                 [
                     {"delivery_id": delivery_id, **attempt.model_dump()}
                     for delivery_id, attempt, _ in attempts
                 ],
             )
-            for delivery_id, attempt, next_attempt_at in attempts:
-                changes: dict[str, object] = {
-                    "attempts": attempt.number,
-                    "last_error": attempt.error,
-                }
-                if attempt.ok:
-                    changes |= {
-                        "status": DeliveryStatus.DELIVERED.value,
-                        "finished_at": attempt.started_at,
+            connection.execute(
+                _RECORD_ATTEMPT,
+                [
+                    {
+                        "key": delivery_id,
+                        "new_attempts": attempt.number,
+                        "new_error": attempt.error,
+                        "new_status": DeliveryStatus.DELIVERED.value if attempt.ok else None,
+                        "new_finished_at": attempt.started_at if attempt.ok else None,
+                        "new_next_attempt_at": None if attempt.ok else next_attempt_at,
                     }
-                elif next_attempt_at is not None:
-                    changes["next_attempt_at"] = next_attempt_at
-                connection.execute(
-                    update(dispatch_deliveries)
-                    .where(dispatch_deliveries.c.delivery_id == delivery_id)
-                    .values(changes)
-                )
+                    for delivery_id, attempt, next_attempt_at in attempts
+                ],
+            )
 
     def expire(self, delivery_id: int, now: datetime) -> None:
         """Give up on a delivery whose message is no longer worth sending."""

@@ -30,6 +30,7 @@ import contextlib
 import functools
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,8 @@ EVENT_FILTER = subscription(Channel.EVENT)
 class _Delivery:
     message: InboundMessage
     connection: int
+    arrived: float
+    """time.monotonic() when it came from the broker."""
 
 
 class DispatchService:
@@ -113,7 +116,13 @@ class DispatchService:
         async with contextlib.AsyncExitStack() as cleanup:
             cleanup.callback(self._cold.shutdown, wait=True)
             cleanup.callback(self._hot.shutdown, wait=True)
-            outbox = await self._in_hot(DispatchOutbox.open, settings.outbox_store_url)
+            outbox = await self._in_hot(
+                functools.partial(
+                    DispatchOutbox.open,
+                    settings.outbox_store_url,
+                    durability=settings.outbox_durability,
+                )
+            )
             self._outbox = outbox
             cleanup.push_async_callback(self._in_hot, outbox.close)
             store = await self._in_hot(StateStore.open, settings.store_url)
@@ -223,7 +232,7 @@ class DispatchService:
 
     def _on_message(self, message: InboundMessage, connection: int) -> None:
         # Bounded by the receive maximum: the broker sends no more unacknowledged events.
-        self._inbox.append(_Delivery(message, connection))
+        self._inbox.append(_Delivery(message, connection, time.monotonic()))
         self.metrics.received.inc()
         self._arrived.set()
 
@@ -264,8 +273,11 @@ class DispatchService:
                     changed[event.cabinet_id] = step.state
                 notices.extend(step.notices)
             created = await self._record(list(changed.values()), notices, now)
-        self._ack(batch)
         self._start(created)
+        self._ack(batch)
+        recorded = time.monotonic()
+        for delivery in batch:
+            self.metrics.handling_seconds.observe(recorded - delivery.arrived)
 
     def _decode(self, message: InboundMessage) -> Event | None:
         try:
@@ -349,13 +361,18 @@ class DispatchService:
             self.metrics.messages.labels(message.event.kind.value).inc()
             if not message.event.registered:
                 self.metrics.unregistered.inc()
+        changed = False
         for state in states:
             due = due_at(state, policy)
-            if due is None:
-                self._due.pop(state.cabinet_id, None)
-            else:
-                self._due[state.cabinet_id] = due
-        self._due_changed.set()
+            if due != self._due.get(state.cabinet_id):
+                changed = True
+                if due is None:
+                    del self._due[state.cabinet_id]
+                else:
+                    self._due[state.cabinet_id] = due
+        if changed:
+            # Wake the flush loop only when its schedule moved (never for a lone alert).
+            self._due_changed.set()
         return created
 
     def _write_outbox(

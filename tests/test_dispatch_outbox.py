@@ -204,6 +204,8 @@ def test_expired_deliveries_leave_the_queue(outbox: DispatchOutbox) -> None:
     state, notices = steps("SZ-1", [EventType.DOOR_OPENED])
     cc, mqtt = outbox.record([state], messages(notices), NOW, POLICY)
     outbox.expire(cc.delivery_id, NOW + timedelta(hours=1))
+    # The record of a failed attempt that arrives after the expiry does not revive it.
+    outbox.record_attempts([(cc.delivery_id, attempt(3, ok=False), NOW + timedelta(hours=2))])
     assert [d.delivery_id for d in outbox.pending()] == [mqtt.delivery_id]
     expired = outbox.recent(status=DeliveryStatus.EXPIRED)
     assert [d.delivery_id for d in expired] == [cc.delivery_id]
