@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, insert, select
 from aedfleet.contract import CabinetMessage
 from ingest.store.engine import WRITE, create_store_engine
 from ingest.store.migration import upgrade
-from ingest.store.sqlite_twins import select_twins, upsert_twins
+from ingest.store.sqlite_twins import TwinRows, select_twins, upsert_twins
 from ingest.store.tables import twins
 from ingest.twin import Twin, TwinValues
 from tests.test_twin import CABINET, fold, histories
@@ -107,3 +107,65 @@ def test_many_cabinets_are_read_in_chunks(engine: Engine) -> None:
         held = select_twins(connection, ids[::-1])
     assert sorted(held) == ids
     assert held["cab-01233"]["last_seq"] == 1_233
+
+
+# -- what TwinRows remembers --------------------------------------------------------------
+
+
+def twin_values(cabinet_id: str, last_seq: int) -> TwinValues:
+    return dict.fromkeys(Twin.model_fields) | {"cabinet_id": cabinet_id, "last_seq": last_seq}
+
+
+def write_remembering(engine: Engine, rows: TwinRows, values: list[TwinValues]) -> None:
+    with engine.connect() as connection:
+        connection.execution_options(**WRITE)
+        with connection.begin():
+            rows.held(connection, [v["cabinet_id"] for v in values])
+            upsert_twins(connection, values)
+            rows.remember(values)
+
+
+def held_now(engine: Engine, rows: TwinRows, cabinet_ids: list[str]) -> dict[str, TwinValues]:
+    with engine.connect() as connection:
+        connection.execution_options(**WRITE)
+        with connection.begin():
+            return rows.held(connection, cabinet_ids)
+
+
+def test_remembered_twins_are_not_read_again(engine: Engine) -> None:
+    rows = TwinRows()
+    written = [twin_values("a", 1), twin_values("b", 2)]
+    write_remembering(engine, rows, written)
+    held = held_now(engine, rows, ["a", "b"])
+    assert held["a"] is written[0]
+    assert held["b"] is written[1]
+
+
+def test_a_write_by_another_connection_is_seen(engine: Engine, tmp_path: Path) -> None:
+    rows = TwinRows()
+    write_remembering(engine, rows, [twin_values("a", 1)])
+    other = create_store_engine(f"sqlite:///{tmp_path / 'twins.sqlite3'}")
+    try:
+        with other.connect() as connection, connection.begin():
+            upsert_twins(connection, [twin_values("a", 7)])
+    finally:
+        other.dispose()
+    assert held_now(engine, rows, ["a"])["a"]["last_seq"] == 7
+
+
+def test_remembering_is_bounded_least_recently_written_first(engine: Engine) -> None:
+    rows = TwinRows(capacity=3)
+    write_remembering(engine, rows, [twin_values(name, 1) for name in "abcde"])
+    assert len(rows) == 3
+    held = held_now(engine, rows, list("abcde"))
+    assert sorted(held) == list("abcde")  # the forgotten ones are read from the database
+
+
+def test_forgetting_trusts_nothing(engine: Engine) -> None:
+    rows = TwinRows()
+    written = [twin_values("a", 1)]
+    write_remembering(engine, rows, written)
+    rows.forget()
+    held = held_now(engine, rows, ["a"])
+    assert held["a"] == written[0]
+    assert held["a"] is not written[0]

@@ -12,6 +12,7 @@ Only :mod:`ingest.registry.models` values, :class:`ingest.twin.Twin` and
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -111,6 +112,8 @@ class StateStore:
     def __init__(self, *, _engine: Engine) -> None:
         self._engine = _engine
         self._upsert_cache: dict[str, Insert] = {}
+        self._twin_rows = sqlite_twins.TwinRows()
+        self._sqlite_twins_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> StateStore:
@@ -299,7 +302,8 @@ class StateStore:
         (``SELECT … FOR UPDATE``, in cabinet id order, after inserting the missing ones so
         that they can be locked too); on SQLite the transaction takes the write lock first.
         Each twin is folded as plain values (:func:`ingest.twin.fold`), and only those
-        that changed are written back; on SQLite through :mod:`ingest.store.sqlite_twins`.
+        that changed are written back; on SQLite through :mod:`ingest.store.sqlite_twins`,
+        which also remembers the twins it wrote so that the next batch need not read them.
         """
         if not messages:
             return
@@ -307,28 +311,30 @@ class StateStore:
         for message in messages:
             by_cabinet[message.cabinet_id].append(message)
         cabinet_ids = sorted(by_cabinet)
-        with self._writing(f"apply {len(messages)} messages to the twins") as connection:
-            on_sqlite = connection.dialect.name == "sqlite"
-            if on_sqlite:
-                # The transaction holds SQLite's write lock: no other writer until commit.
-                held = sqlite_twins.select_twins(connection, cabinet_ids)
-            else:
-                held = self._lock_twins(connection, cabinet_ids)
-            changed: list[TwinValues] = []
-            for cabinet_id in cabinet_ids:
-                before = held.get(cabinet_id)
-                values = dict(before) if before is not None else _empty_twin(cabinet_id)
-                fold(values, by_cabinet[cabinet_id])
-                if values != before:
-                    changed.append(values)
-            if not changed:
-                return
-            if on_sqlite:
-                sqlite_twins.upsert_twins(connection, changed)
-            else:
-                connection.execute(
-                    self._upsert(connection, twins), [_twin_row(values) for values in changed]
-                )
+        action = f"apply {len(messages)} messages to the twins"
+        if self._engine.dialect.name != "sqlite":
+            with self._writing(action) as connection:
+                folded = _folded(self._lock_twins(connection, cabinet_ids), by_cabinet)
+                changed = [after for before, after in folded if after != before]
+                if changed:
+                    connection.execute(
+                        self._upsert(connection, twins), [_twin_row(values) for values in changed]
+                    )
+            return
+        # One thread at a time in this store: what TwinRows remembers is written and
+        # trusted under the same lock (other processes are kept out by SQLite's).
+        with self._sqlite_twins_lock:
+            try:
+                with self._writing(action) as connection:
+                    # The transaction holds SQLite's write lock: no other writer until commit.
+                    folded = _folded(self._twin_rows.held(connection, cabinet_ids), by_cabinet)
+                    sqlite_twins.upsert_twins(
+                        connection, [after for before, after in folded if after != before]
+                    )
+                    self._twin_rows.remember(after for _, after in folded)
+            except BaseException:
+                self._twin_rows.forget()  # remembered, but perhaps never committed
+                raise
 
     def _lock_twins(self, connection: Connection, cabinet_ids: list[str]) -> dict[str, TwinValues]:
         """The stored twins of ``cabinet_ids`` as values, locked for this transaction
@@ -379,6 +385,19 @@ def _twin(row: Mapping[str, Any]) -> Twin | None:
     if all(row[name] is None for name in _EMPTY_TWIN_FIELDS):
         return None
     return _model(Twin, row)
+
+
+def _folded(
+    held: Mapping[str, TwinValues], by_cabinet: Mapping[str, list[CabinetMessage]]
+) -> list[tuple[TwinValues | None, TwinValues]]:
+    """(before, after) of each cabinet's twin, the batch folded into a copy of ``held``."""
+    folded: list[tuple[TwinValues | None, TwinValues]] = []
+    for cabinet_id, messages in sorted(by_cabinet.items()):
+        before = held.get(cabinet_id)
+        after = dict(before) if before is not None else _empty_twin(cabinet_id)
+        fold(after, messages)
+        folded.append((before, after))
+    return folded
 
 
 def _empty_twin(cabinet_id: str) -> TwinValues:
