@@ -15,6 +15,12 @@ is harmless (points carry the device timestamp and overwrite themselves; twins m
 only forward; duplicates are dropped by cabinet, boot id and sequence number). While
 InfluxDB is down, unacknowledged deliveries pile up to the MQTT receive maximum and the
 broker stops sending: that is the back-pressure, and the broker holds the rest.
+
+Up to :data:`BATCHES_IN_FLIGHT` batches are on their way at once (while InfluxDB indexes
+one batch, the next is screened), and they are finished, sinks and PUBACKs, in the order
+they were taken. The MQTT side is :class:`aedfleet.mqtt_consumer.ConsumerConnection`,
+which hands over every socket read as one list and sends a batch's PUBACKs in one write;
+measurements and the profile are in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
 import logging
 import random
 import time
@@ -44,12 +49,8 @@ from aedfleet.contract import (
     dead_letter_topic,
     encode,
 )
-from aedfleet.mqtt import (
-    InboundMessage,
-    KeepAliveTicker,
-    MqttConnection,
-    MqttError,
-)
+from aedfleet.mqtt import InboundMessage, MqttError
+from aedfleet.mqtt_consumer import ConsumerConnection
 from edge_agent.backoff import reconnect_delay
 from ingest.config import IngestSettings
 from ingest.influx import InfluxWriteError, InfluxWriter
@@ -65,6 +66,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SERVICE_NAME = "ingest"
 FLEET_FILTER = "aed/v1/#"
+BATCHES_IN_FLIGHT = 3
+"""Batches written to InfluxDB and the store at once (more only queue in InfluxDB)."""
 
 
 class MessageSink(Protocol):
@@ -74,16 +77,21 @@ class MessageSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Delivery:
-    message: InboundMessage
-    connection: int
+class _Refusal:
+    delivery: InboundMessage
+    reason: Reason
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
-class _Refusal:
-    delivery: _Delivery
-    reason: Reason
-    detail: str
+class _Commit:
+    """A batch on its way: screened, and being written unless nothing was accepted."""
+
+    batch: list[InboundMessage]
+    connection_number: int
+    accepted: list[CabinetMessage]
+    refused: list[_Refusal]
+    durable: asyncio.Task[None] | None
 
 
 class IngestService:
@@ -93,14 +101,19 @@ class IngestService:
         sinks: Sequence[MessageSink] = (),
         metrics: IngestMetrics | None = None,
     ) -> None:
+        if settings.mqtt.protocol != "5":
+            raise ValueError(
+                "the ingest needs MQTT 5 (shared subscriptions, the receive maximum as "
+                f"back-pressure); mqtt.protocol is {settings.mqtt.protocol!r}"
+            )
         self.settings = settings
         self.metrics = metrics or IngestMetrics()
         self.subscribed = asyncio.Event()
         self.metrics_port: int | None = None
         self._sinks = list(sinks)
-        self._inbox: deque[_Delivery] = deque()
+        self._inbox: deque[InboundMessage] = deque()
         self._arrived = asyncio.Event()
-        self._connection: MqttConnection | None = None
+        self._connection: ConsumerConnection | None = None
         self._connection_number = 0
         self._tracker = SequenceTracker()
         self._tags: dict[str, CabinetTags] = {}
@@ -108,6 +121,11 @@ class IngestService:
         self._rng = random.Random()
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._store: StateStore | None = None
+        # The batch loop takes a slot before it takes a batch, the finish loop returns it:
+        # at most BATCHES_IN_FLIGHT batches are being written, and the queue never fills.
+        self._slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        self._in_flight: asyncio.Queue[_Commit] = asyncio.Queue(BATCHES_IN_FLIGHT)
+        self._held_in_flight = 0
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -127,16 +145,16 @@ class IngestService:
                 cleanup.callback(thread.join, 5)
                 cleanup.callback(server.server_close)
                 cleanup.callback(server.shutdown)
-            ticker = await cleanup.enter_async_context(KeepAliveTicker())
             writer = await cleanup.enter_async_context(InfluxWriter(self.settings.influx))
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._link_loop(ticker), name="ingest-link")
-                tasks.create_task(self._batch_loop(writer), name="ingest-batches")
+                tasks.create_task(self._link_loop(), name="ingest-link")
+                tasks.create_task(self._batch_loop(writer, tasks), name="ingest-batches")
+                tasks.create_task(self._finish_loop(), name="ingest-acknowledgements")
                 tasks.create_task(self._registry_loop(), name="ingest-registry")
 
     # -- MQTT ----------------------------------------------------------------------------
 
-    async def _link_loop(self, ticker: KeepAliveTicker) -> None:
+    async def _link_loop(self) -> None:
         settings = self.settings
         topic_filter = (
             f"$share/{settings.share_group}/{FLEET_FILTER}"
@@ -146,16 +164,14 @@ class IngestService:
         failures = 0
         while True:
             self._connection_number += 1
-            number = self._connection_number
-            connection = MqttConnection(
+            connection = ConsumerConnection(
                 settings.mqtt,
                 settings.client_id,
-                ticker,
                 clean_start=False,
                 session_expiry_s=settings.session_expiry_s,
                 manual_ack=True,
                 receive_maximum=settings.receive_maximum,
-                on_message=functools.partial(self._on_message, connection=number),
+                on_messages=self._on_messages,
             )
             try:
                 await connection.connect()
@@ -178,31 +194,37 @@ class IngestService:
                 connection.abort()
             self._connection = None
             # Deliveries of a closed connection cannot be acknowledged any more; the broker
-            # sends them again on the next connection.
-            self._inbox = deque(d for d in self._inbox if d.connection != number)
-            self.metrics.buffer_depth.set(len(self._inbox))
+            # sends them again on the next connection. So the inbox only ever holds those
+            # of the current connection, and a batch comes from one connection.
+            self._inbox.clear()
+            self.metrics.buffer_depth.set(self._held_in_flight)
             log.warning("ingest: %s; reconnecting", reason)
             await asyncio.sleep(reconnect_delay(settings.reconnect, 0, self._rng))
 
-    def _on_message(self, message: InboundMessage, connection: int) -> None:
-        self._inbox.append(_Delivery(message, connection))
-        self.metrics.received.inc()
-        self.metrics.buffer_depth.set(len(self._inbox))
+    def _on_messages(self, messages: list[InboundMessage]) -> None:
+        self._inbox.extend(messages)
+        self.metrics.received.inc(len(messages))
+        self.metrics.buffer_depth.set(len(self._inbox) + self._held_in_flight)
         self._arrived.set()
 
-    def _ack(self, deliveries: Sequence[_Delivery]) -> None:
+    def _ack(self, deliveries: Sequence[InboundMessage], connection_number: int) -> None:
         connection = self._connection
-        if connection is None:
-            return
-        for delivery in deliveries:
-            if delivery.connection == self._connection_number:
-                connection.ack(delivery.message)
+        if connection is not None and connection_number == self._connection_number:
+            connection.ack_many(deliveries)
 
     # -- batches -------------------------------------------------------------------------
 
-    async def _batch_loop(self, writer: InfluxWriter) -> None:
+    async def _batch_loop(self, writer: InfluxWriter, tasks: asyncio.TaskGroup) -> None:
+        """Take batches from the inbox, screen them and start making them durable.
+
+        Up to :data:`BATCHES_IN_FLIGHT` batches are written at once: while InfluxDB
+        indexes one, the next is screened. :meth:`_finish_loop` completes them in order.
+        """
         limit = self.settings.batch_max_messages
+        in_flight = self._in_flight
         while True:
+            # Messages keep arriving while every slot is taken: the next batch is bigger.
+            await self._slots.acquire()
             while not self._inbox:
                 self._arrived.clear()
                 await self._arrived.wait()
@@ -214,65 +236,100 @@ class IngestService:
                 self._arrived.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), remaining)
-            batch = [self._inbox.popleft() for _ in range(min(limit, len(self._inbox)))]
-            await self._commit(batch, writer)
-            self.metrics.buffer_depth.set(len(self._inbox))
+            inbox = self._inbox
+            batch = [inbox.popleft() for _ in range(min(limit, len(inbox)))]
+            self._held_in_flight += len(batch)
+            in_flight.put_nowait(self._start_commit(batch, self._connection_number, writer, tasks))
 
-    async def _commit(self, batch: list[_Delivery], writer: InfluxWriter) -> None:
+    def _start_commit(
+        self,
+        batch: list[InboundMessage],
+        connection_number: int,
+        writer: InfluxWriter,
+        tasks: asyncio.TaskGroup,
+    ) -> _Commit:
         accepted, refused = self._screen(batch)
+        durable: asyncio.Task[None] | None = None
         if accepted:
             received_at = datetime.now(UTC)
+            tags = self._tags
             lines = [
                 line
                 for message in accepted
-                if (
-                    line := to_line(
-                        _as_stored(message, received_at), self._tags[message.cabinet_id]
-                    )
-                )
+                if (line := to_line(_as_stored(message, received_at), tags[message.cabinet_id]))
                 is not None
             ]
-            store = self._require_store()
-            # InfluxDB answers over the network while the store works in its thread, so the
-            # two overlap; both must succeed before anything is acknowledged.
-            await asyncio.gather(
-                self._write_lines(lines, writer),
-                self._retry_store(lambda: store.apply_messages(accepted)),
-            )
-            for sink in self._sinks:
-                await sink.accept(accepted)
-        for refusal in refused:
-            if not await self._dead_letter(refusal):
-                # Not parked, so not acknowledged: the broker will deliver it again.
-                batch = [d for d in batch if d is not refusal.delivery]
-        for message in accepted:
-            if not isinstance(message, Status):
-                observation = self._tracker.record(message.cabinet_id, message.boot_id, message.seq)
-                if observation.gap:
-                    self.metrics.gaps.inc(observation.gap)
-        self.metrics.batch_size.observe(len(batch))
-        self.metrics.written.inc(len(accepted))
-        self._ack(batch)
+            durable = tasks.create_task(self._make_durable(lines, accepted, writer))
+        return _Commit(batch, connection_number, accepted, refused, durable)
 
-    def _screen(self, batch: list[_Delivery]) -> tuple[list[CabinetMessage], list[_Refusal]]:
+    async def _make_durable(
+        self, lines: list[str], accepted: list[CabinetMessage], writer: InfluxWriter
+    ) -> None:
+        store = self._require_store()
+        # InfluxDB answers over the network while the store works in its thread, so the
+        # two overlap; both must succeed before anything is acknowledged.
+        await asyncio.gather(
+            self._write_lines(lines, writer),
+            self._retry_store(lambda: store.apply_messages(accepted)),
+        )
+
+    async def _finish_loop(self) -> None:
+        """Complete the batches in the order they were taken: sinks, dead letters, PUBACKs.
+
+        In order, so that a batch is acknowledged only after every earlier one is durable:
+        a redelivered message that a later batch drops as a duplicate is acknowledged only
+        once the batch that holds its first delivery is written.
+        """
+        in_flight = self._in_flight
+        while True:
+            commit = await in_flight.get()
+            if commit.durable is not None:
+                await commit.durable
+            if commit.accepted:
+                for sink in self._sinks:
+                    await sink.accept(commit.accepted)
+            batch = commit.batch
+            for refusal in commit.refused:
+                if not await self._dead_letter(refusal):
+                    # Not parked, so not acknowledged: the broker will deliver it again.
+                    batch = [d for d in batch if d is not refusal.delivery]
+            self.metrics.batch_size.observe(len(commit.batch))
+            self.metrics.written.inc(len(commit.accepted))
+            self._ack(batch, commit.connection_number)
+            self._held_in_flight -= len(commit.batch)
+            self.metrics.buffer_depth.set(len(self._inbox) + self._held_in_flight)
+            self._slots.release()
+
+    def _screen(self, batch: list[InboundMessage]) -> tuple[list[CabinetMessage], list[_Refusal]]:
+        """Accepted messages, without duplicates, and refusals, in delivery order.
+
+        A message is recorded as seen here, before it is durable, which is safe because
+        batches are acknowledged in order (see :meth:`_finish_loop`) and a batch that
+        cannot be made durable stops the service.
+        """
         accepted: list[CabinetMessage] = []
         refused: list[_Refusal] = []
-        in_batch: set[tuple[str, str, int]] = set()
+        tags = self._tags
+        record = self._tracker.record
+        duplicates = gaps = 0
         for delivery in batch:
-            message = screen(delivery.message.topic, delivery.message.payload, self._tags)
+            message = screen(delivery.topic, delivery.payload, tags)
             if isinstance(message, Ignored):
                 continue
             if isinstance(message, Refused):
                 refused.append(_Refusal(delivery, message.reason, message.detail))
                 continue
             if not isinstance(message, Status):
-                key = (message.cabinet_id, message.boot_id, message.seq)
-                seen = self._tracker.check(*key)
-                if seen.duplicate or key in in_batch:
-                    self.metrics.duplicates.inc()
+                seen = record(message.cabinet_id, message.boot_id, message.seq)
+                if seen.duplicate:
+                    duplicates += 1
                     continue
-                in_batch.add(key)
+                gaps += seen.gap
             accepted.append(message)
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        if gaps:
+            self.metrics.gaps.inc(gaps)
         for refusal in refused:
             self.metrics.invalid.labels(refusal.reason.value).inc()
             self._log_refusal(refusal)
@@ -285,7 +342,7 @@ class IngestService:
             more = f" ({suppressed} more since the last one)" if suppressed else ""
             log.warning(
                 "ingest: refused a message on %s: %s: %s%s",
-                refusal.delivery.message.topic[:200],
+                refusal.delivery.topic[:200],
                 key,
                 refusal.detail[:300],
                 more,
@@ -295,11 +352,11 @@ class IngestService:
         connection = self._connection
         if connection is None:
             return False
-        payload = refusal.delivery.message.payload
+        payload = refusal.delivery.payload
         letter = DeadLetter(
             reason=refusal.reason,
             detail=refusal.detail[:2_000],
-            topic=refusal.delivery.message.topic,
+            topic=refusal.delivery.topic,
             payload_b64=base64.b64encode(payload).decode(),
             payload_bytes=len(payload),
             received_at=datetime.now(UTC),

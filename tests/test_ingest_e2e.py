@@ -24,7 +24,7 @@ from aedfleet.contract import (
     decode_cabinet_message,
     subscription,
 )
-from aedfleet.mqtt import KeepAliveTicker, MqttConnection
+from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttSettings
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from firmware_sim.scenario import FleetDefaults, Scenario
 from ingest.config import IngestSettings
@@ -242,3 +242,8 @@ def test_ingest_config_errors_name_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "batch_max_messages" in result.stderr
     assert "influx.url" in result.stderr
+
+
+def test_the_ingest_refuses_mqtt_3_1_1_up_front() -> None:
+    with pytest.raises(ValueError, match="needs MQTT 5"):
+        IngestService(IngestSettings(mqtt=MqttSettings(protocol="3.1.1")))
