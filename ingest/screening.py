@@ -15,6 +15,7 @@ JSON integer 1) goes the contract's way, which alone decides refusals and their 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Container
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def screen(
     topic: str, payload: bytes, known_cabinets: Container[str]
 ) -> CabinetMessage | Refused | Ignored:
     try:
-        cabinet_id, channel = parse_topic(topic)
+        cabinet_id, channel = _route(topic)
         if channel is Channel.CMD:
             return Ignored()
         message = _plainly_valid(channel, payload, cabinet_id) or decode_payload(
@@ -75,6 +76,13 @@ def screen(
             Reason.UNKNOWN_CABINET, f"cabinet {message.cabinet_id!r} is not in the fleet registry"
         )
     return message
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _route(topic: str) -> tuple[str, Channel]:
+    """:func:`parse_topic`, remembered: a fleet sends on a few topics per cabinet, again
+    and again (a refused topic raises every time, and is not remembered)."""
+    return parse_topic(topic)
 
 
 def _plainly_valid(channel: Channel, payload: bytes, cabinet_id: str) -> Message | None:

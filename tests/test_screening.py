@@ -73,6 +73,17 @@ def test_every_kind_of_bad_input_has_its_reason() -> None:
     assert refusal("aed/v1/XX-9/event", stranger) is Reason.UNKNOWN_CABINET
 
 
+def test_a_topic_seen_again_is_screened_alike() -> None:
+    event = json.dumps(EVENT).encode()
+    for _ in range(3):
+        assert refusal("aed/v1/SZ-0001/bogus", event) is Reason.UNKNOWN_CHANNEL
+        assert refusal("aed/v1/SZ-0002/event", event) is Reason.CABINET_MISMATCH
+        assert not isinstance(screen("aed/v1/SZ-0001/event", event, KNOWN), Refused | Ignored)
+    assert refusal("aed/v1/SZ-0001/event", event.replace(b"SZ-0001", b"SZ-0002")) is (
+        Reason.CABINET_MISMATCH
+    )
+
+
 @settings(max_examples=400, deadline=None)
 @given(topic=st.text(max_size=80), payload=st.binary(max_size=300))
 def test_arbitrary_input_never_raises(topic: str, payload: bytes) -> None:
