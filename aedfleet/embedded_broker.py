@@ -8,12 +8,29 @@ are all in 3.1.1. Deployments use Mosquitto (see the README).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Self
 
 from amqtt.broker import Broker
 
 from aedfleet.mqtt import MqttSettings
+
+
+class _SnapshotIterationDict(dict[str, Any]):
+    """A dict whose iteration walks a copy of its keys.
+
+    amqtt 0.12 loops over its subscriptions while awaiting the retained messages it sends
+    a connecting client; a client subscribing meanwhile changes the dict and that loop
+    dies with "dictionary changed size during iteration" (the client reconnects, the demo
+    prints a traceback). Iterating a snapshot is what the loop means to do.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
+
+    def items(self) -> Any:
+        return list(super().items())
 
 
 class EmbeddedBroker:
@@ -26,6 +43,7 @@ class EmbeddedBroker:
             },
         }
         self._broker = Broker(config)
+        self._broker._subscriptions = _SnapshotIterationDict()  # see the class: an amqtt bug
 
     @property
     def client_settings(self) -> MqttSettings:
