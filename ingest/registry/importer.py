@@ -24,8 +24,10 @@ The pipeline a command runs::
 
 from __future__ import annotations
 
+import gc
 import io
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
@@ -107,7 +109,9 @@ def read_registry_source(path: Path, *, on_progress: Progress | None = None) -> 
     if parser is None:
         known = ", ".join(_PARSERS)
         raise RegistryError([RowProblem(None, path.name, f"unknown file type (known: {known})")])
-    return parser(_read_text(path), path.name, on_progress)
+    text = _read_text(path)
+    with _cycle_collector_paused():
+        return parser(text, path.name, on_progress)
 
 
 def read_registry_file(path: Path, on_progress: Progress | None = None) -> Registry:
@@ -170,7 +174,11 @@ def plan_import(
     nor in ``existing``, has an assignment of a cabinet neither holds, or defines an id
     twice; ``origin`` (from :func:`read_registry_source`) points the problems at lines.
     """
-    origin = origin or Origin()
+    with _cycle_collector_paused():
+        return _plan(existing, incoming, origin or Origin())
+
+
+def _plan(existing: Registry, incoming: Registry, origin: Origin) -> ImportPlan:
     problems = _duplicates(incoming)
     people = {person.person_id for person in incoming.people}
     people.update(person.person_id for person in existing.people)
@@ -203,6 +211,24 @@ def plan_import(
         assignments=tuple(assignment_upserts),
     )
     return ImportPlan(upserts, cabinet_counts, person_counts, assignment_counts)
+
+
+@contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while a file's records are built.
+
+    Reading 100,000 cabinets makes millions of small objects, none of them garbage, and
+    the collector would walk all that are alive again every few thousand allocations: a
+    third of the time of a large import. Reference counting still frees everything at
+    once; only cycles made meanwhile wait for the next collection.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _cabinet_key(cabinet: Cabinet) -> str:

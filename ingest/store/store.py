@@ -30,7 +30,7 @@ from sqlalchemy.sql.dml import Insert
 
 from aedfleet.contract import CabinetMessage
 from ingest.registry.models import Assignment, Cabinet, Person, Registry, Role
-from ingest.store import sqlite_twins
+from ingest.store import sqlite_records, sqlite_twins
 from ingest.store.engine import DEFAULT_TIMEOUT_S, WRITE, create_store_engine, describe, reason
 from ingest.store.errors import StoreError
 from ingest.store.migration import upgrade
@@ -231,7 +231,11 @@ class StateStore:
                 (people, upserts.people),
                 (assignments, upserts.assignments),
             ):
-                if records:
+                if not records:
+                    continue
+                if connection.dialect.name == "sqlite":
+                    sqlite_records.upsert_records(connection, table, records)
+                else:
                     connection.execute(
                         self._upsert(connection, table), [_row(record) for record in records]
                     )
