@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CABINETS ?= 5000
 
-.PHONY: setup demo test lint typecheck unit bench-sim bench-ingest schemas
+.PHONY: setup demo test lint typecheck unit bench-sim bench-ingest score-detection schemas
 
 setup:
 	bash scripts/setup.sh
@@ -35,3 +35,9 @@ bench-sim: setup
 MESSAGES ?= 100000
 bench-ingest: setup
 	PYTHONPATH=. $(BIN)/python benchmarks/ingest_throughput.py --messages $(MESSAGES)
+
+# Detection score: every injected fault paged to its captain, no page without a fault, in
+# time; fails when a goal is missed. DETECTION="--cabinets 50 --quick" for a smoke run.
+DETECTION ?=
+score-detection: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/detection_score.py $(DETECTION)
