@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from ingest.registry.models import (
 from ingest.store import StateStore, StoreError, migrate
 from ingest.store.tables import metadata
 from ingest.twin import Twin
+from tests.postgres import empty_postgres, postgres_database  # noqa: F401 - a fixture
 from tests.test_twin import (
     at,
     birth,
@@ -43,7 +43,6 @@ from tests.test_twin import (
     status,
 )
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 STORE_TEST = settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -52,44 +51,12 @@ STORE_TEST = settings(
 # -- backends ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A database of this test session's own on the local PostgreSQL, dropped at the end."""
-    name = f"aedfleet_test_{secrets.token_hex(6)}"
-    admin = sa.create_engine(
-        ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
-    try:
-        try:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        except sa.exc.OperationalError as exc:
-            pytest.skip(f"PostgreSQL is unreachable at {ADMIN_URL}: {exc.orig}")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
-def _empty_postgres(url: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-            connection.exec_driver_sql("CREATE SCHEMA public")
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty database of the backend under test."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.sqlite3'}"
-    database: str = request.getfixturevalue("postgres_database")
-    _empty_postgres(database)
-    return database
+    return empty_postgres(request.getfixturevalue("postgres_database"))
 
 
 @pytest.fixture
