@@ -68,6 +68,8 @@ SERVICE_NAME = "ingest"
 FLEET_FILTER = "aed/v1/#"
 BATCHES_IN_FLIGHT = 3
 """Batches written to InfluxDB and the store at once (more only queue in InfluxDB)."""
+SCREEN_SLICE = 1_000
+"""Messages screened between two turns of the event loop."""
 
 
 class MessageSink(Protocol):
@@ -239,26 +241,37 @@ class IngestService:
             inbox = self._inbox
             batch = [inbox.popleft() for _ in range(min(limit, len(inbox)))]
             self._held_in_flight += len(batch)
-            in_flight.put_nowait(self._start_commit(batch, self._connection_number, writer, tasks))
+            number = self._connection_number
+            in_flight.put_nowait(await self._start_commit(batch, number, writer, tasks))
 
-    def _start_commit(
+    async def _start_commit(
         self,
         batch: list[InboundMessage],
         connection_number: int,
         writer: InfluxWriter,
         tasks: asyncio.TaskGroup,
     ) -> _Commit:
-        accepted, refused = self._screen(batch)
-        durable: asyncio.Task[None] | None = None
-        if accepted:
-            received_at = datetime.now(UTC)
+        accepted: list[CabinetMessage] = []
+        refused: list[_Refusal] = []
+        lines: list[str] = []
+        received_at = datetime.now(UTC)
+        for start in range(0, len(batch), SCREEN_SLICE):
+            if start:
+                # Let the loop run between slices: InfluxDB's answers and PUBACKs of the
+                # batches in flight wait for it, and so would the next write.
+                await asyncio.sleep(0)
+            screened, slice_refused = self._screen(batch[start : start + SCREEN_SLICE])
+            accepted += screened
+            refused += slice_refused
             tags = self._tags
-            lines = [
+            lines += [
                 line
-                for message in accepted
+                for message in screened
                 if (line := to_line(_as_stored(message, received_at), tags[message.cabinet_id]))
                 is not None
             ]
+        durable: asyncio.Task[None] | None = None
+        if accepted:
             durable = tasks.create_task(self._make_durable(lines, accepted, writer))
         return _Commit(batch, connection_number, accepted, refused, durable)
 
