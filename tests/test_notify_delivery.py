@@ -43,17 +43,16 @@ from alerting.render import Renderer
 from edge_agent.backoff import BackoffSettings
 from ingest.registry.models import Language, Person
 from tests.brokers import free_port
+from tests.mailbox import Mailbox
 from tests.notify_support import (
     NOW,
     FakeClock,
-    RobotReceiver,
-    SmtpServer,
     alarm,
     brief,
-    json_reply,
     notice,
     person,
 )
+from tests.receiver import RobotReceiver, json_reply
 
 BACKOFF = BackoffSettings(initial_s=2.0, max_s=30.0)
 RENDERER = Renderer()  # compiling the templates once keeps the property test fast
@@ -66,8 +65,8 @@ async def receiver() -> AsyncIterator[RobotReceiver]:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
+def smtp() -> Iterator[Mailbox]:
+    with Mailbox() as server:
         yield server
 
 
@@ -137,7 +136,7 @@ async def test_smtp_refused_is_retried_then_falls_back_to_the_chat_robot(
     assert receiver.on("/sms/send") == []
 
 
-async def test_email_first_when_it_works(receiver: RobotReceiver, smtp: SmtpServer) -> None:
+async def test_email_first_when_it_works(receiver: RobotReceiver, smtp: Mailbox) -> None:
     settings = notify_settings(receiver, smtp_port=smtp.port)
 
     report, clock = await deliver(settings, reachable_everywhere(receiver))
@@ -146,14 +145,14 @@ async def test_email_first_when_it_works(receiver: RobotReceiver, smtp: SmtpServ
     assert report.channel is Channel.EMAIL
     assert [(a.channel, a.ok) for a in report.attempts] == [(Channel.EMAIL, True)]
     assert clock.sleeps == []
-    assert len(smtp.inbox.messages) == 1
+    assert len(smtp.messages) == 1
     assert receiver.received == []
 
 
 async def test_a_non_retryable_failure_moves_on_at_once(
-    receiver: RobotReceiver, smtp: SmtpServer
+    receiver: RobotReceiver, smtp: Mailbox
 ) -> None:
-    smtp.inbox.refuse_with = "554 5.7.1 Rejected"
+    smtp.refuse_with = "554 5.7.1 Rejected"
     settings = notify_settings(receiver, smtp_port=smtp.port)
 
     report, clock = await deliver(settings, reachable_everywhere(receiver))
@@ -490,7 +489,7 @@ async def test_channels_for_follows_order_and_reach() -> None:
     assert deliverer.channels_for(notice()) == (Channel.SMS, Channel.CHAT)
 
 
-async def test_a_grouped_english_notice_is_delivered_as_one_message(smtp: SmtpServer) -> None:
+async def test_a_grouped_english_notice_is_delivered_as_one_message(smtp: Mailbox) -> None:
     settings = NotifySettings.model_validate(
         {
             "smtp": {
@@ -512,7 +511,7 @@ async def test_a_grouped_english_notice_is_delivered_as_one_message(smtp: SmtpSe
         report = await Deliverer.configured(notifiers, settings).deliver(grouped)
 
     assert report.channel is Channel.EMAIL
-    (message,) = [received for _, received in smtp.inbox.messages]
+    (message,) = smtp.messages
     assert message["Subject"] == "Reminder: [CRITICAL] 2 AED alarms at 1 cabinet"
 
 

@@ -18,7 +18,8 @@ from alerting.notifiers.email import EmailNotifier, SmtpSecurity, SmtpSettings, 
 from alerting.render import Renderer
 from ingest.registry.models import Language, Person
 from tests.brokers import TlsFiles, free_port, make_test_pki
-from tests.notify_support import SilentServer, SmtpServer, alarm, brief, notice, person
+from tests.mailbox import Mailbox, SilentServer
+from tests.notify_support import alarm, brief, notice, person
 
 RENDERER = Renderer()
 
@@ -29,8 +30,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 @pytest.fixture
-def plain_server() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
+def plain_server() -> Iterator[Mailbox]:
+    with Mailbox() as server:
         yield server
 
 
@@ -50,28 +51,27 @@ def chinese_page() -> RenderedNotice:
     return RENDERER.render(notice(NoticeKind.PAGE, brief(alarm(AlarmType.AED_NOT_RETURNED))))
 
 
-def only_message(server: SmtpServer) -> EmailMessage:
-    assert len(server.inbox.messages) == 1
-    return server.inbox.messages[0][1]
+def only_message(server: Mailbox) -> EmailMessage:
+    (message,) = server.messages
+    return message
 
 
 async def test_plain_smtp_delivers_both_parts_with_chinese_headers_encoded(
-    plain_server: SmtpServer,
+    plain_server: Mailbox,
 ) -> None:
     rendered = chinese_page()
     recipient = person()
 
     await EmailNotifier(smtp_settings(plain_server.port)).send(rendered, recipient)
 
-    envelope, received = plain_server.inbox.messages[0]
-    assert envelope.mail_from == "aed-alerts@fleet.example.cn"
-    assert envelope.rcpt_tos == ["zhang@example.cn"]
-    raw = envelope.original_content
-    assert isinstance(raw, bytes)
-    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    (delivery,) = plain_server.deliveries
+    assert delivery.sender == "aed-alerts@fleet.example.cn"
+    assert delivery.recipients == ("zhang@example.cn",)
+    header_block = delivery.raw.split(b"\r\n\r\n", 1)[0]
     header_block.decode("ascii")  # every non-ASCII header travelled as RFC 2047 words
     assert b"=?utf-8?" in header_block
 
+    received = delivery.message
     assert received["Subject"] == rendered.subject == "【紧急】AED 未归还 - 深圳湾小学 东门"
     assert received["To"].addresses[0].display_name == "张伟"
     assert received["To"].addresses[0].addr_spec == "zhang@example.cn"
@@ -95,7 +95,7 @@ async def test_plain_smtp_delivers_both_parts_with_chinese_headers_encoded(
 
 
 async def test_a_warning_is_not_flagged_urgent_and_english_stays_english(
-    plain_server: SmtpServer,
+    plain_server: Mailbox,
 ) -> None:
     rendered = RENDERER.render(
         notice(
@@ -115,7 +115,7 @@ async def test_a_warning_is_not_flagged_urgent_and_english_stays_english(
 
 
 async def test_starttls_with_login(pki: TlsFiles) -> None:
-    with SmtpServer("starttls", tls=pki, users={"aedfleet": "s3cret-口令"}) as server:
+    with Mailbox("starttls", tls=pki, users={"aedfleet": "s3cret-口令"}) as server:
         settings = smtp_settings(
             server.port,
             host="localhost",
@@ -127,12 +127,12 @@ async def test_starttls_with_login(pki: TlsFiles) -> None:
 
         await EmailNotifier(settings).send(chinese_page(), person())
 
-        assert server.authenticator.logins == ["aedfleet"]
+        assert server.logins == ["aedfleet"]
         assert only_message(server)["Subject"] == "【紧急】AED 未归还 - 深圳湾小学 东门"
 
 
 async def test_implicit_tls(pki: TlsFiles) -> None:
-    with SmtpServer("tls", tls=pki) as server:
+    with Mailbox("tls", tls=pki) as server:
         settings = smtp_settings(
             server.port, host="localhost", security=SmtpSecurity.TLS, ca_file=pki.ca_cert
         )
@@ -143,7 +143,7 @@ async def test_implicit_tls(pki: TlsFiles) -> None:
 
 
 async def test_wrong_password_is_not_retryable(pki: TlsFiles) -> None:
-    with SmtpServer("starttls", tls=pki, users={"aedfleet": "right"}) as server:
+    with Mailbox("starttls", tls=pki, users={"aedfleet": "right"}) as server:
         settings = smtp_settings(
             server.port,
             host="localhost",
@@ -158,11 +158,11 @@ async def test_wrong_password_is_not_retryable(pki: TlsFiles) -> None:
 
         assert caught.value.retryable is False
         assert "wrong" not in str(caught.value)
-        assert server.inbox.messages == []
+        assert server.messages == []
 
 
 async def test_an_untrusted_certificate_is_not_retryable(pki: TlsFiles) -> None:
-    with SmtpServer("tls", tls=pki) as server:
+    with Mailbox("tls", tls=pki) as server:
         settings = smtp_settings(server.port, host="localhost", security=SmtpSecurity.TLS)
 
         with pytest.raises(ChannelError, match="TLS failed") as caught:
@@ -172,7 +172,7 @@ async def test_an_untrusted_certificate_is_not_retryable(pki: TlsFiles) -> None:
 
 
 async def test_starttls_demanded_from_a_server_without_it_is_not_retryable(
-    plain_server: SmtpServer,
+    plain_server: Mailbox,
 ) -> None:
     settings = smtp_settings(plain_server.port, security=SmtpSecurity.STARTTLS)
 
@@ -180,7 +180,7 @@ async def test_starttls_demanded_from_a_server_without_it_is_not_retryable(
         await EmailNotifier(settings).send(chinese_page(), person())
 
     assert caught.value.retryable is False
-    assert plain_server.inbox.messages == []
+    assert plain_server.messages == []
 
 
 async def test_a_refused_connection_is_retryable() -> None:
@@ -209,9 +209,9 @@ async def test_a_server_that_never_greets_times_out() -> None:
     [("451 4.3.0 Mailbox busy, try later", True), ("554 5.7.1 Rejected as spam", False)],
 )
 async def test_a_refused_message_is_retryable_only_for_4xx(
-    plain_server: SmtpServer, reply: str, retryable: bool
+    plain_server: Mailbox, reply: str, retryable: bool
 ) -> None:
-    plain_server.inbox.refuse_with = reply
+    plain_server.refuse_with = reply
 
     with pytest.raises(ChannelError, match=reply.split(maxsplit=1)[0]) as caught:
         await EmailNotifier(smtp_settings(plain_server.port)).send(chinese_page(), person())
@@ -247,7 +247,7 @@ def test_message_ids_are_valid_and_distinct_per_notice(first: str, second: str) 
     assert len(ids) == (1 if first == second else 2)
 
 
-async def test_a_long_digest_id_still_makes_a_valid_message(plain_server: SmtpServer) -> None:
+async def test_a_long_digest_id_still_makes_a_valid_message(plain_server: Mailbox) -> None:
     long_id = "n" + "-".join(str(number) for number in range(1000, 1200))
     assert len(long_id) > 900
     rendered = RENDERER.render(notice(NoticeKind.DIGEST, brief(), notice_id=long_id))

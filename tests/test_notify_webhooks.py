@@ -33,15 +33,13 @@ from tests.brokers import free_port
 from tests.notify_support import (
     NOW,
     FakeClock,
-    RobotReceiver,
     alarm,
     brief,
     cabinet,
-    dingtalk_expected_sign,
-    json_reply,
     notice,
     person,
 )
+from tests.receiver import RobotReceiver, dingtalk_expected_sign, json_reply
 
 RENDERER = Renderer()
 
