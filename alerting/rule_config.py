@@ -155,6 +155,11 @@ class Thresholds(_Config):
     """When a finding becomes a condition. A deadline counts as passed at its instant."""
 
     aed_not_returned_after: PositiveDuration = timedelta(minutes=30)
+    event_hold: PositiveDuration = Field(
+        default=timedelta(minutes=2),
+        description="A door opened and closed, or an AED taken and put back, before the "
+        "rules saw it open keeps its alarm this long after the event, so it pages",
+    )
     door_open_allowance: Duration = Field(
         default=timedelta(minutes=10),
         description="An inspection may hold the door open this long before the cabinet "

@@ -152,6 +152,23 @@ def _since(track: Track, twin_says: bool | None, twin_ts: datetime | None) -> da
 # -- the rules -----------------------------------------------------------------------------------
 
 
+def _recent_onset(e: _Evaluation, track: Track) -> datetime | None:
+    """The device time of the last opening or removal event, while it is news.
+
+    A door opened and closed (an AED taken and put back) between two evaluations leaves
+    no open door to see, yet someone opened it: the event itself holds its alarm for
+    ``event_hold`` so that the captain hears of it.
+    """
+    onset = track.last_onset
+    if (
+        onset is None
+        or not e.reached(onset.ts)
+        or e.reached(_plus(onset.ts, e.rules.thresholds.event_hold))
+    ):
+        return None
+    return onset.ts
+
+
 def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
     """Door and AED presence rules; returns since when the AED is out, else None."""
     limits, severities = e.rules.thresholds, e.rules.severities
@@ -164,11 +181,27 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             f"door open since {_utc(opened)}",
             blocks_readiness=e.reached(_plus(opened, limits.door_open_allowance)),
         )
+    elif (onset := _recent_onset(e, e.facts.door_open)) is not None:
+        e.add(
+            AlarmType.DOOR_OPENED,
+            severities.door_opened,
+            onset,
+            f"door opened at {_utc(onset)} and closed again",
+            blocks_readiness=False,
+        )
     removed = _since(
         e.facts.aed_out,
         None if twin.aed_present is None else not twin.aed_present,
         twin.aed_present_ts,
     )
+    if removed is None and (onset := _recent_onset(e, e.facts.aed_out)) is not None:
+        e.add(
+            AlarmType.AED_REMOVED,
+            severities.aed_removed,
+            onset,
+            f"AED taken at {_utc(onset)} and put back",
+            blocks_readiness=False,
+        )
     if removed is not None:
         e.add(
             AlarmType.AED_REMOVED,

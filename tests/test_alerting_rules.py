@@ -108,6 +108,37 @@ def test_an_open_door_alarms_at_once_and_blocks_readiness_after_the_allowance() 
     assert AlarmType.DOOR_OPENED not in found(closed, allowance)
 
 
+def test_a_door_opened_and_closed_between_evaluations_still_alarms_for_the_event_hold() -> None:
+    messages = started(
+        event(0, 5, at(100), EventType.DOOR_OPENED),
+        event(0, 6, at(130), EventType.DOOR_CLOSED),
+        interval_s=SLOW,
+    )
+    door = found(messages, at(140))[AlarmType.DOOR_OPENED]
+    assert (door.severity, door.since, door.blocks_readiness) == (
+        Severity.CRITICAL,
+        at(100),
+        False,
+    )
+    hold_ends = at(100 + 120)
+    assert change(messages, at(140)) == hold_ends
+    assert AlarmType.DOOR_OPENED in found(messages, hold_ends - US)
+    assert AlarmType.DOOR_OPENED not in found(messages, hold_ends)
+
+
+def test_an_aed_taken_and_put_back_between_evaluations_still_alarms() -> None:
+    messages = started(
+        event(0, 5, at(100), EventType.AED_REMOVED),
+        event(0, 6, at(110), EventType.AED_RETURNED),
+        interval_s=SLOW,
+    )
+    conditions = found(messages, at(150))
+    assert conditions[AlarmType.AED_REMOVED].since == at(100)
+    assert not conditions[AlarmType.AED_REMOVED].blocks_readiness
+    assert AlarmType.POST_USE_CHECK in conditions
+    assert AlarmType.AED_REMOVED not in found(messages, at(220))
+
+
 def test_the_door_allowance_is_a_next_change() -> None:
     messages = started(event(0, 5, at(100), EventType.DOOR_OPENED), interval_s=SLOW)
     assert change(messages, at(100)) == at(700)
