@@ -5,9 +5,11 @@ every 50th message, from N registered cabinets) queued at QoS 1 for persistent s
 that are offline while the publisher runs. Each consumer then drains the same backlog
 from a session of its own, and the run prints:
 
-- baseline 1, the MQTT limit: a bare subscriber on the same adapter
-  (:class:`aedfleet.mqtt.MqttConnection`, manual acknowledgement, the same receive
-  maximum as the ingest) that acknowledges each delivery and does nothing else;
+- baseline 1, the MQTT limit: a bare subscriber on the ingest's own adapter
+  (:class:`aedfleet.mqtt_consumer.ConsumerConnection`, manual acknowledgement, the same
+  receive maximum as the ingest) that acknowledges each delivery and does nothing else;
+  for comparison the same with the general paho-mqtt adapter
+  (:class:`aedfleet.mqtt.MqttConnection`), which the ingest used before;
 - baseline 2, the InfluxDB limit: the same messages as pre-built lines
   (:func:`ingest.telemetry.to_line`) written through :class:`ingest.influx.InfluxWriter`
   in batches of the ingest's batch size, one request after the other;
@@ -15,6 +17,9 @@ from a session of its own, and the run prints:
   message is in InfluxDB and the SQLite state store and acknowledged;
 - ``system / min(baseline 1, baseline 2)``: the figure that stays comparable when other
   work shares the machine, since the baselines are measured in the same run;
+- the CPU time per message of each process in the system stage, and the rate those
+  allow on this machine's cores (other work lowers a rate far more than it raises the
+  CPU time per message);
 - a cProfile of the system stage on a smaller backlog: where the event loop's time goes,
   and what the state store's thread spends.
 
@@ -61,9 +66,10 @@ from aedfleet.contract import (
     topic,
 )
 from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection, MqttSettings
+from aedfleet.mqtt_consumer import ConsumerConnection
 from ingest.config import IngestSettings
 from ingest.influx import InfluxSettings, InfluxWriter
-from ingest.service import FLEET_FILTER, IngestService
+from ingest.service import BATCHES_IN_FLIGHT, FLEET_FILTER, IngestService
 from ingest.store.store import StateStore
 from ingest.telemetry import CabinetTags, to_line
 from tests.brokers import MosquittoBroker
@@ -289,6 +295,36 @@ class BareConsumer:
 
 
 async def drain_bare(
+    settings: MqttSettings, client_id: str, expected: int, receive_maximum: int
+) -> Rate:
+    """The ingest's adapter: acknowledges each read's deliveries at once, in one write."""
+    received = 0
+    done = asyncio.Event()
+
+    def on_messages(messages: list[InboundMessage]) -> None:
+        nonlocal received
+        connection.ack_many(messages)
+        received += len(messages)
+        if received >= expected:
+            done.set()
+
+    rates: list[Rate] = []
+    with _measured(expected, rates):
+        connection = ConsumerConnection(
+            settings,
+            client_id,
+            clean_start=False,
+            session_expiry_s=SESSION_EXPIRY_S,
+            manual_ack=True,
+            receive_maximum=receive_maximum,
+            on_messages=on_messages,
+        )
+        async with connection:
+            await _wait(done.wait(), f"the bare subscriber ({received} so far)")
+    return rates[0]
+
+
+async def drain_bare_paho(
     settings: MqttSettings,
     ticker: KeepAliveTicker,
     client_id: str,
@@ -379,7 +415,8 @@ async def drain_ingest(settings: IngestSettings, expected: int) -> Rate:
     rate = rates[0]
     detail = (
         f"{batches:.0f} batches of {expected / max(batches, 1):,.0f} on average; "
-        f"InfluxDB writes took {write_s:.1f} s of {rate.seconds:.1f} s"
+        f"InfluxDB write requests took {write_s:.1f} s in all (up to {BATCHES_IN_FLIGHT} "
+        f"at once) of {rate.seconds:.1f} s"
     )
     return dataclasses.replace(rate, detail=detail)
 
@@ -459,19 +496,32 @@ def ingest_settings(
         receive_maximum=args.receive_maximum,
         batch_max_messages=args.batch,
         batch_max_delay_s=args.batch_delay,
-        influx=InfluxSettings(url=influx_url, bucket=bucket),
+        influx=InfluxSettings(url=influx_url, bucket=bucket, gzip=args.influx_gzip),
         store_url=store_url,
     )
 
 
 def _line(label: str, rate: Rate, unit: str) -> str:
+    own_us = rate.cpu.get("python (this)", 0.0) * rate.seconds / rate.count * 1e6
     return (
         f"{label:<34} {rate.per_second:>9,.0f} {unit}  ({rate.count:,} in {rate.seconds:.1f} s; "
-        f"CPU: {rate.cpu_text()})"
+        f"CPU: {rate.cpu_text()}; this process {own_us:.0f} µs each)"
     )
 
 
-async def run(args: argparse.Namespace, scratch: Path) -> None:
+@dataclass(frozen=True)
+class Results:
+    preload: Rate
+    bare: Rate
+    paho: Rate
+    raw: Rate
+    ingest: Rate
+    profiled: Rate
+    main_profile: cProfile.Profile
+    thread_profiles: list[cProfile.Profile]
+
+
+async def measure(args: argparse.Namespace, scratch: Path) -> Results:
     messages, cabinets = args.messages, args.cabinets
     profile_messages = min(args.profile_messages, messages)
     broker = BacklogBroker(scratch / "broker")
@@ -493,15 +543,17 @@ async def run(args: argparse.Namespace, scratch: Path) -> None:
             args, mqtt, "bench-profile", "profile", influx.url, "bench_profile", stores["profile"]
         )
         async with KeepAliveTicker() as ticker:
-            # Both sessions exist before the first message, so each collects the backlog.
-            await create_session(mqtt, ticker, "bench-bare", f"$share/bare/{FLEET_FILTER}")
-            await create_session(mqtt, ticker, "bench-ingest", f"$share/ingest/{FLEET_FILTER}")
+            # Every session exists before the first message, so each collects the backlog.
+            for name in ("bare", "paho", "ingest"):
+                await create_session(mqtt, ticker, f"bench-{name}", f"$share/{name}/{FLEET_FILTER}")
             preload: list[Rate] = []
             with _measured(messages, preload):
                 await publish_backlog(mqtt, ticker, fleet_messages(messages, cabinets))
 
-            bare = await drain_bare(mqtt, ticker, "bench-bare", messages, args.receive_maximum)
+            bare = await drain_bare(mqtt, "bench-bare", messages, args.receive_maximum)
             await discard_session(mqtt, ticker, "bench-bare")
+            paho = await drain_bare_paho(mqtt, ticker, "bench-paho", messages, args.receive_maximum)
+            await discard_session(mqtt, ticker, "bench-paho")
 
             lines = [
                 line
@@ -509,7 +561,9 @@ async def run(args: argparse.Namespace, scratch: Path) -> None:
                 if (line := to_line(message, tags[message.cabinet_id])) is not None
             ]
             raw = await write_raw(
-                InfluxSettings(url=influx.url, bucket="bench_raw"), lines, args.batch
+                InfluxSettings(url=influx.url, bucket="bench_raw", gzip=args.influx_gzip),
+                lines,
+                args.batch,
             )
             del lines
 
@@ -525,23 +579,53 @@ async def run(args: argparse.Namespace, scratch: Path) -> None:
     finally:
         influx.stop()
         broker.stop()
+    return Results(
+        preload[0], bare, paho, raw, ingest, profiled_rate, main_profile, thread_profiles
+    )
 
+
+def cpu_budget(rate: Rate) -> str:
+    """CPU time per message of each process, and the rate that allows on this machine alone.
+
+    Other work on the machine lowers a stage's rate but hardly its CPU time per message,
+    so this bound stays comparable between runs: the Python process cannot use more than
+    one core (one GIL), and all of them together no more than the machine's cores.
+    """
+    per_message = {
+        name: share * rate.seconds / rate.count * 1e6 for name, share in rate.cpu.items()
+    }
+    total = sum(per_message.values())
+    cores = os.cpu_count() or 1
+    own = per_message.get("python (this)", 0.0)
+    bound = min(1e6 / own if own else float("inf"), cores * 1e6 / total if total else 0.0)
+    spent = ", ".join(f"{name} {us:.0f}" for name, us in sorted(per_message.items()))
+    return (
+        f"{'':<34} CPU per message (µs): {spent}; total {total:.0f}: with these "
+        f"{cores} cores to itself the system could take at most {bound:,.0f} msg/s"
+    )
+
+
+def report(args: argparse.Namespace, results: Results) -> None:
+    bare, raw, ingest = results.bare, results.raw, results.ingest
     limit = min(bare.per_second, raw.per_second)
     limiter = "MQTT" if bare.per_second <= raw.per_second else "InfluxDB"
     ratio = ingest.per_second / limit if limit else 0.0
     print(
-        f"machine: {os.cpu_count()} cores; {messages:,} messages from {cabinets:,} cabinets "
-        f"(1 in {EVENT_EVERY} a door event, the rest heartbeats)"
+        f"machine: {os.cpu_count()} cores; {args.messages:,} messages from {args.cabinets:,} "
+        f"cabinets (1 in {EVENT_EVERY} a door event, the rest heartbeats)"
     )
     print(
         f"ingest settings: batch_max_messages={args.batch}, "
-        f"receive_maximum={args.receive_maximum}, batch_max_delay_s={args.batch_delay}"
+        f"receive_maximum={args.receive_maximum}, batch_max_delay_s={args.batch_delay}, "
+        f"influx.gzip={args.influx_gzip}"
     )
-    print(_line("preload (publisher, QoS 1)", preload[0], "msg/s"))
+    print(_line("preload (publisher, QoS 1)", results.preload, "msg/s"))
     print(_line("baseline 1, bare MQTT subscriber", bare, "msg/s"))
+    print(_line("  (the same with paho-mqtt)", results.paho, "msg/s"))
     print(_line("baseline 2, raw InfluxDB writes", raw, "points/s"))
     print(_line("system, IngestService", ingest, "msg/s"))
     print(f"{'':<34} {ingest.detail}")
+    print(cpu_budget(ingest))
     print(f"smaller limit: {limit:,.0f}/s ({limiter})")
     print(
         f"system / min(baselines) = {ratio:.2f}  "
@@ -549,11 +633,12 @@ async def run(args: argparse.Namespace, scratch: Path) -> None:
         f">= 0.5 of the smaller limit {'met' if ratio >= 0.5 else 'NOT met'})"
     )
     print(
-        f"\nprofiled run: {profile_messages:,} messages, {profiled_rate.per_second:,.0f} msg/s "
-        f"under cProfile ({profiled_rate.seconds:.1f} s); {profiled_rate.detail}"
+        f"\nprofiled run: {results.profiled.count:,} messages, "
+        f"{results.profiled.per_second:,.0f} msg/s under cProfile "
+        f"({results.profiled.seconds:.1f} s); {results.profiled.detail}"
     )
-    print_profile("event-loop thread", [main_profile], args.top)
-    print_profile("other threads (state store, connect)", thread_profiles, args.top)
+    print_profile("event-loop thread", [results.main_profile], args.top)
+    print_profile("other threads (state store, connect)", results.thread_profiles, args.top)
 
 
 def main() -> None:
@@ -563,13 +648,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000, help="ingest batch_max_messages")
     parser.add_argument("--receive-maximum", type=int, default=20_000, help="MQTT 5 window")
     parser.add_argument("--batch-delay", type=float, default=0.05, help="batch_max_delay_s")
+    parser.add_argument(
+        "--influx-gzip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compress InfluxDB requests (the default; off suits an InfluxDB on the same host)",
+    )
     parser.add_argument("--profile-messages", type=int, default=30_000)
     parser.add_argument("--top", type=int, default=15, help="functions per profile table")
     args = parser.parse_args()
     if args.messages < args.cabinets:
         parser.error("--messages must be at least --cabinets")
     with tempfile.TemporaryDirectory(prefix="aedfleet-ingest-bench-") as scratch:
-        asyncio.run(run(args, Path(scratch)))
+        report(args, asyncio.run(measure(args, Path(scratch))))
 
 
 if __name__ == "__main__":
