@@ -83,9 +83,21 @@ class DispatchMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.event_age_seconds = Histogram(
+            "aedfleet_dispatch_event_age_seconds",
+            "From an event's device time to its arrival here (cabinet clocks may be off)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.handling_seconds = Histogram(
             "aedfleet_dispatch_handling_seconds",
             "From an event's arrival from the broker to its message in the outbox",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.readiness_seconds = Histogram(
+            "aedfleet_dispatch_readiness_seconds",
+            "Time to read a cabinet's twin from the state store",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )

@@ -262,7 +262,7 @@ class DispatchService:
             changed: dict[str, CabinetState] = {}
             notices: list[Notice] = []
             for delivery in batch:
-                event = self._decode(delivery.message)
+                event = self._decode(delivery, now)
                 if event is None:
                     continue
                 before = self._states.get(event.cabinet_id)
@@ -279,7 +279,8 @@ class DispatchService:
         for delivery in batch:
             self.metrics.handling_seconds.observe(recorded - delivery.arrived)
 
-    def _decode(self, message: InboundMessage) -> Event | None:
+    def _decode(self, delivery: _Delivery, now: datetime) -> Event | None:
+        message = delivery.message
         try:
             decoded = decode_cabinet_message(message.topic, message.payload)
         except ContractError as exc:
@@ -289,6 +290,10 @@ class DispatchService:
         if not isinstance(decoded, Event):
             self.metrics.handled.labels("not_dispatched").inc()
             return None
+        # Age on arrival: now, less the time the delivery has waited here since.
+        waited_s = time.monotonic() - delivery.arrived
+        age_s = (now - decoded.ts).total_seconds() - waited_s
+        self.metrics.event_age_seconds.observe(max(0.0, age_s))
         return decoded
 
     async def _flush_loop(self) -> None:
@@ -434,7 +439,8 @@ class DispatchService:
 
     def _twin(self, cabinet_id: str) -> Twin | None:
         try:
-            return self._require(self._store).twin(cabinet_id)
+            with self.metrics.readiness_seconds.time():
+                return self._require(self._store).twin(cabinet_id)
         except StoreError as exc:
             # The message goes out without readiness rather than not at all.
             log.warning("dispatch: readiness of %s unavailable: %s", cabinet_id, exc)
