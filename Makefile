@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CABINETS ?= 5000
 
-.PHONY: setup demo test lint typecheck unit bench-sim bench-ingest score-detection schemas
+.PHONY: setup demo test lint typecheck unit bench-sim bench-ingest bench-dispatch score-detection schemas
 
 setup:
 	bash scripts/setup.sh
@@ -35,6 +35,14 @@ bench-sim: setup
 MESSAGES ?= 100000
 bench-ingest: setup
 	PYTHONPATH=. $(BIN)/python benchmarks/ingest_throughput.py --messages $(MESSAGES)
+
+# Door-open -> command-centre latency, idle and while the ingest drains a backlog.
+# DISPATCH="--prioritise" for the deployment docs/dispatch.md recommends.
+DOORS ?= 1000
+BACKLOG ?= 200000
+DISPATCH ?=
+bench-dispatch: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/dispatch_latency.py --events $(DOORS) --backlog $(BACKLOG) $(DISPATCH)
 
 # Detection score: every injected fault paged to its captain, no page without a fault, in
 # time; fails when a goal is missed. DETECTION="--cabinets 50 --quick" for a smoke run.
