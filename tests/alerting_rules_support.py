@@ -1,40 +1,37 @@
 """Message builders and histories for the pure tests of the alerting rules and facts.
 
-The envelope and status builders are those of the twin's tests; heartbeats here take
-every reading the rules look at.
+The builders are those of the twin's tests (births here of the model the rules are
+configured for), with selftests and consumables besides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
+from functools import partial
 
 from hypothesis import strategies as st
 
 from aedfleet.contract import (
-    Birth,
     CabinetMessage,
     ConnectionState,
     Consumables,
     ConsumablesSource,
     DoorState,
-    Event,
     EventType,
-    Heartbeat,
     PowerSource,
     Selftest,
     SelftestKind,
-    SelftestPeriod,
     SelftestResult,
-    SelftestSchedule,
 )
 from alerting.facts import CabinetFacts, observe
 from alerting.rule_config import AedModelSpec, RuleConfig, RuleSet, rules_for
 from ingest.registry.models import Cabinet
-from ingest.twin import Twin, apply_message
-from tests.test_twin import BOOTS, CABINET, envelope, status
+from ingest.twin import Twin
+from tests.test_twin import BOOTS, CABINET, T0, at, envelope, event, heartbeat, status
+from tests.test_twin import birth as twin_birth
+from tests.test_twin import fold as fold_twin
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 US = timedelta(microseconds=1)
 MODEL = "ZOLL AED Plus"  # stored 0 to 50 °C
 CAB = Cabinet(
@@ -48,63 +45,8 @@ CAB = Cabinet(
 )
 RULES = rules_for(CAB, RuleConfig())
 
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def birth(
-    boot: int,
-    seq: int,
-    ts: datetime,
-    *,
-    interval_s: int = 60,
-    period: SelftestPeriod = SelftestPeriod.DAILY,
-    time_zone: str = "Asia/Shanghai",
-) -> Birth:
-    return Birth(
-        **envelope(boot, seq, ts),
-        hardware_version="hw-2",
-        firmware_version="1.0.0",
-        aed_model=MODEL,
-        aed_serial="SN-1",
-        heartbeat_interval_s=interval_s,
-        selftest_schedule=SelftestSchedule(period=period, at_local=time(3, 0)),
-        time_zone=time_zone,
-    )
-
-
-def heartbeat(
-    boot: int,
-    seq: int,
-    ts: datetime,
-    *,
-    aed_ready: bool = True,
-    battery_pct: float = 90.0,
-    temperature_c: float = 21.5,
-    door: DoorState = DoorState.CLOSED,
-    aed_present: bool = True,
-    power: PowerSource = PowerSource.MAINS,
-    heater_on: bool = False,
-) -> Heartbeat:
-    return Heartbeat(
-        **envelope(boot, seq, ts),
-        aed_ready=aed_ready,
-        battery_pct=battery_pct,
-        temperature_c=temperature_c,
-        humidity_pct=40.0,
-        door=door,
-        aed_present=aed_present,
-        power=power,
-        heater_on=heater_on,
-        rssi_dbm=-70,
-        outbox_pending=0,
-        outbox_shed=0,
-    )
-
-
-def event(boot: int, seq: int, ts: datetime, kind: EventType) -> Event:
-    return Event(**envelope(boot, seq, ts), event=kind)
+# Births of the twin's tests, of the model that CAB, and so RULES, are configured for.
+birth = partial(twin_birth, aed_model=MODEL)
 
 
 def selftest(
@@ -141,13 +83,6 @@ def consumables(
         battery_expiry=battery_expiry,
         source=ConsumablesSource.AED,
     )
-
-
-def fold_twin(messages: Iterable[CabinetMessage]) -> Twin | None:
-    twin: Twin | None = None
-    for message in messages:
-        twin = apply_message(twin, message)
-    return twin
 
 
 def fold_facts(messages: Iterable[CabinetMessage], spec: AedModelSpec = RULES.aed) -> CabinetFacts:
@@ -246,4 +181,4 @@ def histories(draw: st.DrawFn, *, pads_recur: bool = True) -> list[CabinetMessag
     return messages
 
 
-__all__ = ["BOOTS", "CABINET", "status"]
+__all__ = ["BOOTS", "CABINET", "T0", "at", "event", "fold_twin", "heartbeat", "status"]

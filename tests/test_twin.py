@@ -48,20 +48,34 @@ def fold(messages: Iterable[CabinetMessage], twin: Twin | None = None) -> Twin |
 # -- message builders ------------------------------------------------------------------------
 
 
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
 def envelope(boot: int, seq: int, ts: datetime) -> dict[str, Any]:
     return {"v": 1, "cabinet_id": CABINET, "boot_id": BOOTS[boot], "seq": seq, "ts": ts}
 
 
-def birth(boot: int, seq: int, ts: datetime, firmware: str = "1.0.0") -> Birth:
+def birth(
+    boot: int,
+    seq: int,
+    ts: datetime,
+    *,
+    firmware: str = "1.0.0",
+    aed_model: str = "Mindray BeneHeart C1A",
+    interval_s: int = 60,
+    period: SelftestPeriod = SelftestPeriod.DAILY,
+    time_zone: str = "Asia/Shanghai",
+) -> Birth:
     return Birth(
         **envelope(boot, seq, ts),
         hardware_version="hw-2",
         firmware_version=firmware,
-        aed_model="Mindray BeneHeart C1A",
+        aed_model=aed_model,
         aed_serial="SN-1",
-        heartbeat_interval_s=60,
-        selftest_schedule=SelftestSchedule(period=SelftestPeriod.DAILY, at_local=time(3, 0)),
-        time_zone="Asia/Shanghai",
+        heartbeat_interval_s=interval_s,
+        selftest_schedule=SelftestSchedule(period=period, at_local=time(3, 0)),
+        time_zone=time_zone,
     )
 
 
@@ -70,21 +84,24 @@ def heartbeat(
     seq: int,
     ts: datetime,
     *,
+    aed_ready: bool = True,
     battery_pct: float = 90.0,
+    temperature_c: float = 21.5,
     door: DoorState = DoorState.CLOSED,
     aed_present: bool = True,
     power: PowerSource = PowerSource.MAINS,
+    heater_on: bool = False,
 ) -> Heartbeat:
     return Heartbeat(
         **envelope(boot, seq, ts),
-        aed_ready=True,
+        aed_ready=aed_ready,
         battery_pct=battery_pct,
-        temperature_c=21.5,
+        temperature_c=temperature_c,
         humidity_pct=40.0,
         door=door,
         aed_present=aed_present,
         power=power,
-        heater_on=False,
+        heater_on=heater_on,
         rssi_dbm=-70,
         outbox_pending=0,
         outbox_shed=0,
@@ -279,10 +296,6 @@ def test_redelivered_messages_change_nothing(
 
 
 # -- examples ----------------------------------------------------------------------------------
-
-
-def at(seconds: int) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 def test_a_late_heartbeat_updates_readings_but_not_the_newer_door() -> None:
