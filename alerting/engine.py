@@ -68,6 +68,10 @@ log = logging.getLogger(__name__)
 # How far ahead a cabinet without any deadline is looked at again anyway: a safety net
 # against a rule whose next change was computed too late.
 _RECHECK: timedelta = timedelta(hours=1)
+# A lag below this is the pipeline's own latency, not a backlog; above the cap the device
+# clocks are suspect, not the service.
+_LAG_NOISE: timedelta = timedelta(seconds=5)
+_MAX_LAG: timedelta = timedelta(hours=1)
 # Notices that may go out together as one message (pages and reminders are both about
 # alarms that still need action).
 _FAMILY: Mapping[NoticeKind, str] = {
@@ -116,6 +120,8 @@ class AlertingEngine:
         self._next_check: dict[str, datetime] = {}
         self._lines: list[str] = []
         self._started_at: datetime | None = None
+        self._lag = timedelta(0)
+        self._lag_measured_at = datetime.min.replace(tzinfo=UTC)
 
     def start(self, now: datetime) -> None:
         """Load the registry and evaluate every cabinet: the service's first sweep."""
@@ -172,7 +178,26 @@ class AlertingEngine:
             if folded is not None:
                 facts[cabinet_id] = folded
         self._alarms.save_facts({key: value.to_json() for key, value in facts.items()})
+        self._measure_lag(messages, now)
         self._evaluate(list(by_cabinet), now, facts)
+
+    def _measure_lag(self, messages: Sequence[CabinetMessage], now: datetime) -> None:
+        """How far behind the fleet the messages being read are (a backlog draining)."""
+        newest = max(message.ts for message in messages)
+        self._lag = min(max(now - newest, timedelta(0)), _MAX_LAG)
+        self._lag_measured_at = now
+
+    def _judging_lag(self, now: datetime) -> timedelta:
+        """How far back to judge the fleet from: the lag while messages come in late.
+
+        Rules measure silence against the clock ("no heartbeat for 3 intervals"). While the
+        ingest drains a backlog, the messages that would break the silence are queued,
+        not missing; judging at ``now - lag`` keeps a slow service from calling healthy
+        cabinets offline. A lag not measured for a heartbeat interval no longer counts:
+        nothing arriving means nothing is queued.
+        """
+        fresh = now - self._lag_measured_at <= self.settings.rules.thresholds.heartbeat_interval
+        return self._lag if fresh and self._lag > _LAG_NOISE else timedelta(0)
 
     # -- 2. rules and the alarm lifecycle ------------------------------------------------
 
@@ -201,10 +226,13 @@ class AlertingEngine:
     ) -> None:
         active = self._alarms.active_alarms(cabinet_ids)
         inspections = self._alarms.last_inspections(cabinet_ids)
+        twins = self._state.twins_of(cabinet_ids)
+        lag = self._judging_lag(now)
+        judged_at = now - lag
         for cabinet_id in cabinet_ids:
             cabinet = self._registry.cabinets[cabinet_id]
             rules = self._rules[cabinet_id]
-            twin = self._state.twin(cabinet_id)
+            twin = twins.get(cabinet_id)
             if twin is None and (grace_ends := self._first_contact_deadline()) > now:
                 # The fleet's retained births arrive after the first sweep: a cabinet
                 # not heard from yet is judged once they have had time to come in.
@@ -213,16 +241,16 @@ class AlertingEngine:
             cabinet_facts = facts.get(cabinet_id) or CabinetFacts(cabinet_id=cabinet_id)
             if cabinet_id in inspections:
                 cabinet_facts = with_inspection(cabinet_facts, inspections[cabinet_id])
-            conditions = evaluate(cabinet, twin, cabinet_facts, rules, now)
+            conditions = evaluate(cabinet, twin, cabinet_facts, rules, judged_at)
             held = active.get(cabinet_id, {})
             changes = reconcile(held, conditions, now, self.settings.hysteresis)
             if changes:
                 self._applied(self._alarms.apply(cabinet_id, changes, now), now)
             self._note_readiness(cabinet_id, readiness(cabinet_id, conditions), now)
             deadlines = [now + _RECHECK]
-            change_at = next_change(cabinet, twin, cabinet_facts, rules, now)
+            change_at = next_change(cabinet, twin, cabinet_facts, rules, judged_at)
             if change_at is not None:
-                deadlines.append(change_at)
+                deadlines.append(change_at + lag)
             deadlines.extend(self._clearing_deadlines(cabinet_id, held, changes, now))
             self._schedule(cabinet_id, min(deadlines))
 

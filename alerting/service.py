@@ -76,6 +76,11 @@ class AlertingService:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, functools.partial(work, *args, **kwargs))
 
+    async def call_now(self, work: Callable[..., T], /, *args: object) -> T:
+        """Run ``work(*args, now)`` on the store thread, reading the clock when it starts:
+        work queued behind a long evaluation must not act on the time it was queued at."""
+        return await self.call(lambda: work(*args, self.clock.now()))
+
     @property
     def engine(self) -> AlertingEngine:
         if self._engine is None:
@@ -84,7 +89,7 @@ class AlertingService:
 
     async def accept(self, messages: Sequence[CabinetMessage]) -> None:
         """The ingest's seam: alerting sees every accepted message, after the twins."""
-        await self.call(self.engine.observe, messages, self.clock.now())
+        await self.call_now(self.engine.observe, messages)
         await self._escalate()
 
     async def run(self) -> None:
@@ -157,20 +162,19 @@ class AlertingService:
         return scheduler
 
     async def _tick(self) -> None:
-        now = self.clock.now()
-        await self.call(self.engine.evaluate_due, now)
+        await self.call_now(self.engine.evaluate_due)
         await self._escalate()
 
     async def _escalate(self) -> None:
-        await self.call(self.engine.escalate, self.clock.now())
+        await self.call_now(self.engine.escalate)
         self._wake.set()
 
     async def _digests(self) -> None:
-        if await self.call(self.engine.record_digests, self.clock.now()):
+        if await self.call_now(self.engine.record_digests):
             self._wake.set()
 
     async def _snapshot(self) -> None:
-        await self.call(self.engine.snapshot_lines, self.clock.now())
+        await self.call_now(self.engine.snapshot_lines)
 
     async def _refresh_registry(self) -> None:
         await self.call(self.engine.refresh_registry)
@@ -184,7 +188,7 @@ class AlertingService:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                messages = await self.call(self.engine.due_messages, self.clock.now())
+                messages = await self.call_now(self.engine.due_messages)
                 for message in messages:
                     if in_flight.intersection(message.notification_ids):
                         continue  # still being sent from the previous round
@@ -201,7 +205,7 @@ class AlertingService:
     ) -> None:
         try:
             report = await deliverer.deliver(message.notice)
-            await self.call(self.engine.delivered, message, report, self.clock.now())
+            await self.call_now(self.engine.delivered, message, report)
             if report.delivered:
                 log.info(
                     "alerting: %s %s delivered to %s by %s",

@@ -318,6 +318,24 @@ def test_a_failed_selftest_raises_a_critical_alarm_and_the_cabinet_is_not_ready(
     assert [a.alarm_id for a in rig.alarms.alarms()] == [alarm.alarm_id]
 
 
+def test_a_backlog_being_drained_is_not_taken_for_silent_cabinets(open_rig: OpenRig) -> None:
+    rig = open_rig()
+    device = Device(interval_s=60)
+    healthy(rig, device)
+    # The service falls ten minutes behind: the heartbeats it reads now are old, and
+    # judged against its own clock the cabinet would look silent for minutes.
+    behind = 10 * MINUTE
+    for minute in range(2, 8):
+        sent = T0 + minute * MINUTE
+        rig.feed(sent + behind, [device.heartbeat(sent)])
+        rig.engine.evaluate_due(sent + behind)
+        assert AlarmType.OFFLINE not in rig.types()
+    # Once nothing more comes in, silence is silence again.
+    last = T0 + 7 * MINUTE + behind
+    rig.engine.evaluate_due(last + 3 * MINUTE)
+    assert AlarmType.OFFLINE in rig.types()
+
+
 def test_heartbeats_stopping_raise_offline_after_three_intervals_with_no_message(
     open_rig: OpenRig,
 ) -> None:

@@ -260,6 +260,7 @@ def test_an_unknown_cabinet_has_no_twin(store: StateStore) -> None:
     store.apply_messages([])
     assert store.twin("SZ-0001") is None
     assert store.twins() == []
+    assert store.twins_of(["SZ-0001"]) == {}
 
 
 @STORE_TEST
@@ -272,6 +273,10 @@ def test_stored_twins_are_the_pure_fold(
     for batch in in_batches(messages, cuts):
         store.apply_messages(batch)
     assert store.twin(cabinet_id) == fold(messages)
+    expected = fold(messages)
+    assert store.twins_of([cabinet_id, "never-heard"]) == (
+        {} if expected is None else {cabinet_id: expected}
+    )
 
 
 @STORE_TEST

@@ -15,25 +15,22 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import date, datetime
 from enum import Enum
 from itertools import islice
-from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import ColumnElement, Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from aedfleet.contract import CabinetMessage
 from ingest.registry.models import Assignment, Cabinet, Person, Registry, Role
 from ingest.store import sqlite_records, sqlite_twins
-from ingest.store.engine import DEFAULT_TIMEOUT_S, WRITE, create_store_engine, describe, reason
+from ingest.store.base import DatabaseStore, open_migrated
+from ingest.store.engine import DEFAULT_TIMEOUT_S
 from ingest.store.errors import StoreError
-from ingest.store.migration import upgrade
 from ingest.store.tables import assignments, cabinets, people, twins
 from ingest.twin import EMPTY_TWIN_VALUES, Twin, TwinValues, fold
 
@@ -106,11 +103,11 @@ def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[list[str]]:
         yield chunk
 
 
-class StateStore:
+class StateStore(DatabaseStore):
     """The registry and the twins of one database. Create it with :meth:`open`."""
 
     def __init__(self, *, _engine: Engine) -> None:
-        self._engine = _engine
+        super().__init__(_engine)
         self._upsert_cache: dict[str, Insert] = {}
         self._twin_rows = sqlite_twins.TwinRows()
         self._sqlite_twins_lock = threading.Lock()
@@ -121,56 +118,9 @@ class StateStore:
 
         ``timeout_s`` bounds connecting and every wait for a lock.
         """
-        engine = create_store_engine(url, timeout_s)
-        try:
-            upgrade(engine)
-        except BaseException:
-            engine.dispose()
-            raise
-        return cls(_engine=engine)
-
-    def close(self) -> None:
-        """Close every pooled connection; the store is unusable afterwards."""
-        self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+        return cls(_engine=open_migrated(url, timeout_s))
 
     # -- plumbing ------------------------------------------------------------------------
-
-    @contextmanager
-    def _reading(self, action: str) -> Iterator[Connection]:
-        """A connection whose reads all see one snapshot (SQLite's transactions always do)."""
-        with self._translated(action), self._engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execution_options(isolation_level="REPEATABLE READ")
-            yield connection
-
-    @contextmanager
-    def _writing(self, action: str) -> Iterator[Connection]:
-        with self._translated(action), self._engine.connect() as connection:
-            connection.execution_options(**WRITE)
-            with connection.begin():
-                yield connection
-
-    @contextmanager
-    def _translated(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except IntegrityError as exc:
-            raise StoreError(
-                f"{action} violates a constraint of {describe(self._engine)}: {reason(exc)}"
-            ) from exc
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {action} in {describe(self._engine)}: {reason(exc)}") from exc
 
     def _upsert(self, connection: Connection, table: Table) -> Insert:
         """INSERT … ON CONFLICT (primary key) DO UPDATE every other column."""
@@ -370,6 +320,19 @@ class StateStore:
         with self._reading(f"read the twin of cabinet {cabinet_id!r}") as connection:
             row = connection.execute(select(twins).where(twins.c.cabinet_id == cabinet_id)).first()
         return None if row is None else _twin(row._asdict())
+
+    def twins_of(self, cabinet_ids: Iterable[str]) -> dict[str, Twin]:
+        """The twins of these cabinets, by cabinet id (cabinets never heard from left out),
+        in one query per few hundred ids rather than one per cabinet."""
+        wanted = sorted(set(cabinet_ids))
+        found: dict[str, Twin] = {}
+        with self._reading(f"read the twins of {len(wanted)} cabinets") as connection:
+            for chunk in _chunks(wanted):
+                for row in connection.execute(select(twins).where(twins.c.cabinet_id.in_(chunk))):
+                    twin = _twin(row._asdict())
+                    if twin is not None:
+                        found[twin.cabinet_id] = twin
+        return found
 
     def twins(self) -> list[Twin]:
         """Every twin, ordered by cabinet id."""
