@@ -47,17 +47,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from enum import Enum
 from itertools import islice
-from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from alerting.escalation import EscalationPolicies, EscalationState, start
 from alerting.lifecycle import (
@@ -103,9 +100,9 @@ from alerting.tables import (
     rule_facts,
     silences,
 )
-from ingest.store.engine import DEFAULT_TIMEOUT_S, WRITE, create_store_engine, describe, reason
+from ingest.store.base import DatabaseStore, open_migrated
+from ingest.store.engine import DEFAULT_TIMEOUT_S
 from ingest.store.errors import StoreError
-from ingest.store.migration import upgrade
 from ingest.store.tables import cabinets
 
 __all__ = [
@@ -197,11 +194,13 @@ def _chunks(items: Sequence[K], size: int = _CHUNK) -> Iterator[list[K]]:
         yield chunk
 
 
-class AlarmStore:
+class AlarmStore(DatabaseStore):
     """Alerting's state in the state store's database. Create it with :meth:`open`."""
 
+    _error_type = AlarmStoreError
+
     def __init__(self, *, _engine: Engine, _policies: EscalationPolicies) -> None:
-        self._engine = _engine
+        super().__init__(_engine)
         self._policies = _policies
 
     @classmethod
@@ -218,63 +217,12 @@ class AlarmStore:
         when None); ``timeout_s`` bounds connecting and every wait for a lock.
         """
         try:
-            engine = create_store_engine(url, timeout_s)
+            engine = open_migrated(url, timeout_s)
         except StoreError as exc:
             raise AlarmStoreError(str(exc)) from exc
-        try:
-            upgrade(engine)
-        except StoreError as exc:
-            engine.dispose()
-            raise AlarmStoreError(str(exc)) from exc
-        except BaseException:
-            engine.dispose()
-            raise
         return cls(_engine=engine, _policies=policies or EscalationPolicies())
 
-    def close(self) -> None:
-        """Close every pooled connection; the store is unusable afterwards."""
-        self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- plumbing ----------------------------------------------------------------------------
-
-    @contextmanager
-    def _reading(self, action: str) -> Iterator[Connection]:
-        """A connection whose reads all see one snapshot (SQLite's transactions always do)."""
-        with self._translated(action), self._engine.connect() as connection:
-            if self._postgres(connection):
-                connection.execution_options(isolation_level="REPEATABLE READ")
-            yield connection
-
-    @contextmanager
-    def _writing(self, action: str) -> Iterator[Connection]:
-        with self._translated(action), self._engine.connect() as connection:
-            connection.execution_options(**WRITE)
-            with connection.begin():
-                yield connection
-
-    @contextmanager
-    def _translated(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except IntegrityError as exc:
-            raise AlarmStoreError(
-                f"{action} violates a constraint of {describe(self._engine)}: {reason(exc)}"
-            ) from exc
-        except SQLAlchemyError as exc:
-            raise AlarmStoreError(
-                f"cannot {action} in {describe(self._engine)}: {reason(exc)}"
-            ) from exc
 
     @staticmethod
     def _postgres(connection: Connection) -> bool:
