@@ -35,6 +35,8 @@ from edge_agent.backoff import BackoffSettings, reconnect_delay
 
 log = logging.getLogger(__name__)
 
+EXIT_WRITE_TIMEOUT_S = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class EndpointPolicy:
@@ -96,6 +98,7 @@ class AttemptJournal:
 
     async def run(self) -> None:
         """Commit what is waiting, batch after batch, until cancelled."""
+        writing: asyncio.Task[None] | None = None
         try:
             while True:
                 await self._arrived.wait()
@@ -104,10 +107,22 @@ class AttemptJournal:
                 batch, self._unwritten = self._unwritten, []
                 self._room.set()
                 if batch:
-                    await self._commit_retrying(batch)
+                    # Shielded: a stop lets the write under way finish (below).
+                    writing = asyncio.create_task(self._commit_retrying(batch))
+                    await asyncio.shield(writing)
+                    writing = None
         finally:
+            if writing is not None:
+                await self._finish(writing)
             if self._unwritten:
                 self._write_on_exit()
+
+    async def _finish(self, writing: asyncio.Task[None]) -> None:
+        """Wait a little for the write under way when the service stops."""
+        done, _ = await asyncio.wait({writing}, timeout=EXIT_WRITE_TIMEOUT_S)
+        if not done:
+            writing.cancel()
+            log.warning("dispatch: a batch of attempts was not recorded at exit")
 
     async def _commit_retrying(self, batch: list[_Entry]) -> None:
         failures = 0
