@@ -47,6 +47,18 @@ def smtp_settings(port: int | None, **overrides: object) -> SmtpSettings:
     return SmtpSettings.model_validate(values | overrides)
 
 
+def starttls_login(server: Mailbox, pki: TlsFiles, password: str) -> SmtpSettings:
+    """Settings that log in as ``aedfleet`` over STARTTLS, trusting the test CA."""
+    return smtp_settings(
+        server.port,
+        host="localhost",
+        security=SmtpSecurity.STARTTLS,
+        ca_file=pki.ca_cert,
+        username="aedfleet",
+        password=password,
+    )
+
+
 def chinese_page() -> RenderedNotice:
     return RENDERER.render(notice(NoticeKind.PAGE, brief(alarm(AlarmType.AED_NOT_RETURNED))))
 
@@ -116,14 +128,7 @@ async def test_a_warning_is_not_flagged_urgent_and_english_stays_english(
 
 async def test_starttls_with_login(pki: TlsFiles) -> None:
     with Mailbox("starttls", tls=pki, users={"aedfleet": "s3cret-口令"}) as server:
-        settings = smtp_settings(
-            server.port,
-            host="localhost",
-            security=SmtpSecurity.STARTTLS,
-            ca_file=pki.ca_cert,
-            username="aedfleet",
-            password="s3cret-口令",  # noqa: S106 - test value
-        )
+        settings = starttls_login(server, pki, "s3cret-口令")
 
         await EmailNotifier(settings).send(chinese_page(), person())
 
@@ -144,14 +149,7 @@ async def test_implicit_tls(pki: TlsFiles) -> None:
 
 async def test_wrong_password_is_not_retryable(pki: TlsFiles) -> None:
     with Mailbox("starttls", tls=pki, users={"aedfleet": "right"}) as server:
-        settings = smtp_settings(
-            server.port,
-            host="localhost",
-            security=SmtpSecurity.STARTTLS,
-            ca_file=pki.ca_cert,
-            username="aedfleet",
-            password="wrong",  # noqa: S106 - test value
-        )
+        settings = starttls_login(server, pki, "wrong")
 
         with pytest.raises(ChannelError, match="login refused: 535") as caught:
             await EmailNotifier(settings).send(chinese_page(), person())
