@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,46 +25,18 @@ from dispatch.outbox import (
 )
 from ingest.store import migrate
 from ingest.store.tables import metadata
+from tests.postgres import empty_postgres, postgres_database  # noqa: F401 - a fixture
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NOW = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 BOOT = "c" * 32
 POLICY = CoalescingPolicy(min_update_interval_s=15)
-
-
-@pytest.fixture(scope="module")
-def postgres_database() -> Iterator[str]:
-    """A database of this module's own on the local PostgreSQL, dropped at the end."""
-    name = f"aedfleet_dispatch_{secrets.token_hex(6)}"
-    admin = sa.create_engine(
-        ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
-    try:
-        try:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        except sa.exc.OperationalError as exc:
-            pytest.skip(f"PostgreSQL is unreachable at {ADMIN_URL}: {exc.orig}")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'outbox.sqlite3'}"
-    database: str = request.getfixturevalue("postgres_database")
-    engine = sa.create_engine(database)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-            connection.exec_driver_sql("CREATE SCHEMA public")
-    finally:
-        engine.dispose()
-    return database
+    return empty_postgres(request.getfixturevalue("postgres_database"))
 
 
 @pytest.fixture
