@@ -123,8 +123,9 @@ class IngestService:
         self._rng = random.Random()
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._store: StateStore | None = None
-        # The batch loop takes a slot before it takes a batch, the finish loop returns it:
-        # at most BATCHES_IN_FLIGHT batches are being written, and the queue never fills.
+        # The batch loop takes a slot before it starts writing a batch, the finish loop
+        # returns it: at most BATCHES_IN_FLIGHT batches are being written, and the queue
+        # never fills.
         self._slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
         self._in_flight: asyncio.Queue[_Commit] = asyncio.Queue(BATCHES_IN_FLIGHT)
         self._held_in_flight = 0
@@ -219,14 +220,13 @@ class IngestService:
     async def _batch_loop(self, writer: InfluxWriter, tasks: asyncio.TaskGroup) -> None:
         """Take batches from the inbox, screen them and start making them durable.
 
-        Up to :data:`BATCHES_IN_FLIGHT` batches are written at once: while InfluxDB
-        indexes one, the next is screened. :meth:`_finish_loop` completes them in order.
+        Up to :data:`BATCHES_IN_FLIGHT` batches are written at once, and one more is
+        screened meanwhile: while InfluxDB indexes, Python works on the next batch.
+        :meth:`_finish_loop` completes them in order.
         """
         limit = self.settings.batch_max_messages
         in_flight = self._in_flight
         while True:
-            # Messages keep arriving while every slot is taken: the next batch is bigger.
-            await self._slots.acquire()
             while not self._inbox:
                 self._arrived.clear()
                 await self._arrived.wait()
@@ -242,15 +242,17 @@ class IngestService:
             batch = [inbox.popleft() for _ in range(min(limit, len(inbox)))]
             self._held_in_flight += len(batch)
             number = self._connection_number
-            in_flight.put_nowait(await self._start_commit(batch, number, writer, tasks))
+            accepted, refused, lines = await self._screen_batch(batch)
+            await self._slots.acquire()
+            durable = (
+                tasks.create_task(self._make_durable(lines, accepted, writer)) if accepted else None
+            )
+            in_flight.put_nowait(_Commit(batch, number, accepted, refused, durable))
 
-    async def _start_commit(
-        self,
-        batch: list[InboundMessage],
-        connection_number: int,
-        writer: InfluxWriter,
-        tasks: asyncio.TaskGroup,
-    ) -> _Commit:
+    async def _screen_batch(
+        self, batch: list[InboundMessage]
+    ) -> tuple[list[CabinetMessage], list[_Refusal], list[str]]:
+        """Accepted messages, refusals and the accepted messages' lines for InfluxDB."""
         accepted: list[CabinetMessage] = []
         refused: list[_Refusal] = []
         lines: list[str] = []
@@ -270,10 +272,7 @@ class IngestService:
                 if (line := to_line(_as_stored(message, received_at), tags[message.cabinet_id]))
                 is not None
             ]
-        durable: asyncio.Task[None] | None = None
-        if accepted:
-            durable = tasks.create_task(self._make_durable(lines, accepted, writer))
-        return _Commit(batch, connection_number, accepted, refused, durable)
+        return accepted, refused, lines
 
     async def _make_durable(
         self, lines: list[str], accepted: list[CabinetMessage], writer: InfluxWriter
