@@ -187,8 +187,16 @@ async def test_unacknowledged_deliveries_come_again_in_the_resumed_session(
     connection = consumer(broker, "resumer", second)
     assert await connection.connect() is True  # the session was kept
     try:
-        await eventually(lambda: len(second.messages) == 6, 10, "redelivery")
-        assert [m.payload for m in second.messages] == [f"m{i}".encode() for i in range(4, 10)]
+        unacknowledged = [f"m{i}".encode() for i in range(4, 10)]
+
+        def redelivered() -> list[bytes]:
+            return [m.payload for m in second.messages if m.payload in unacknowledged]
+
+        # Every unacknowledged delivery comes again, in order. Mosquitto 2.0 sometimes
+        # also redelivers deliveries whose PUBACK shared a write with the DISCONNECT
+        # (seen about every other run here): allowed at least once, and the ingest
+        # drops such duplicates by (cabinet, boot, seq).
+        await eventually(lambda: redelivered() == unacknowledged, 10, "redelivery")
         connection.ack_many(second.messages)
     finally:
         await connection.disconnect()
