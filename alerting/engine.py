@@ -48,6 +48,7 @@ from alerting.model import (
     NotificationState,
     Page,
     Severity,
+    Silence,
     Via,
 )
 from alerting.notifiers.base import AlarmBrief, Notice, PriorPage
@@ -365,20 +366,25 @@ class AlertingEngine:
         """Advance every due escalation; how many pages were recorded."""
         recorded = 0
         policies = self.settings.escalation
-        for alarm, state in self._alarms.claim_due(now):
+        claimed = self._alarms.claim_due(now)
+        # Read once per round, not once per page: a round may page for many alarms.
+        silences = self._alarms.silences(active_at=now) if claimed else []
+        for alarm, state in claimed:
             pages, advanced = advance(alarm, state, policies.for_severity(state.severity), now)
             for page in pages:
-                recorded += self._record_page(alarm, page, now)
+                recorded += self._record_page(alarm, page, silences, now)
             self._alarms.save_escalation(advanced)
         return recorded
 
-    def _record_page(self, alarm: Alarm, page: Page, now: datetime) -> int:
+    def _record_page(
+        self, alarm: Alarm, page: Page, silences: Sequence[Silence], now: datetime
+    ) -> int:
         cabinet = self._registry.cabinets.get(alarm.cabinet_id)
         if cabinet is None:
             log.warning("alerting: alarm %d is about an unknown cabinet", alarm.alarm_id)
             return 0
         silence = silenced(
-            self._alarms.silences(active_at=now),
+            silences,
             cabinet.cabinet_id,
             cabinet.region_code,
             alarm.type,
