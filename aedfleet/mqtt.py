@@ -163,6 +163,17 @@ def _has_pending_bytes(sock: object) -> bool:
         return False
 
 
+def _disable_nagle(sock: object) -> None:
+    """Send each packet at once: a door event must not wait for the last one's TCP ACK.
+
+    paho-mqtt leaves Nagle's algorithm on; with it, a small PUBLISH or PUBACK written
+    while an earlier one is unacknowledged waits for that ACK, which the peer may delay
+    by up to 40 ms.
+    """
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _close_orphaned_sockets(error: BaseException) -> None:
     """Close sockets that paho opened but dropped when its TLS handshake failed.
 
@@ -522,6 +533,7 @@ class MqttConnection:
             self._loop.call_soon_threadsafe(callback)
 
     def _handle_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        _disable_nagle(sock)
         fileno = sock.fileno()
 
         def register() -> None:

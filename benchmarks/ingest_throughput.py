@@ -645,8 +645,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000, help="backlog size M")
     parser.add_argument("--cabinets", type=int, default=1_000, help="registered cabinets N")
-    parser.add_argument("--batch", type=int, default=5_000, help="ingest batch_max_messages")
-    parser.add_argument("--receive-maximum", type=int, default=20_000, help="MQTT 5 window")
+    defaults = IngestSettings.model_fields
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=defaults["batch_max_messages"].default,
+        help="ingest batch_max_messages",
+    )
+    parser.add_argument(
+        "--receive-maximum",
+        type=int,
+        default=defaults["receive_maximum"].default,
+        help="MQTT 5 window",
+    )
     parser.add_argument("--batch-delay", type=float, default=0.05, help="batch_max_delay_s")
     parser.add_argument(
         "--influx-gzip",

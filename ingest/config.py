@@ -24,15 +24,18 @@ class IngestSettings(FileThenEnvSettings):
         description="Workers in one group split the fleet; unset for a plain subscription",
     )
     session_expiry_s: int = Field(default=86_400, ge=0)
+    # Measured (docs/benchmarks.md, docs/dispatch.md): Mosquitto writes what a PUBACK
+    # releases to this client in bursts that grow with the window, and a door event on the
+    # same broker waits them out: 20,000 cost door events ~100 ms at p99 while draining a
+    # backlog, 5,000 ~15 ms, and drains within ~5 % of 20,000's rate. Batches of half the
+    # window keep two in flight.
     receive_maximum: int = Field(
-        default=20_000,
+        default=5_000,
         ge=1,
         le=65_535,
         description="Deliveries held unacknowledged at most: the bound on buffered messages",
     )
-    # Measured (docs/benchmarks.md): bigger batches amortise the per-batch store and
-    # InfluxDB round trips; 20,000 deliveries of ~300 bytes hold about 10 MB.
-    batch_max_messages: int = Field(default=5_000, ge=1, le=50_000)
+    batch_max_messages: int = Field(default=2_500, ge=1, le=50_000)
     batch_max_delay_s: float = Field(default=0.5, gt=0, le=60)
     influx: InfluxSettings = InfluxSettings()
     store_url: str = Field(

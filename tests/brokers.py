@@ -122,6 +122,7 @@ class MosquittoBroker:
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {workdir}/",
             "max_queued_messages 100000",
+            "set_tcp_nodelay true",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
