@@ -112,6 +112,7 @@ class AlertingEngine:
         self._alarms = alarms
         self._signer = signer
         self._registry = _Registry({}, {}, {})
+        self._registry_revision: int | None = None
         self._rules: dict[str, RuleSet] = {}
         self._tags: dict[str, CabinetTags] = {}
         self._readiness: dict[str, Readiness] = {}
@@ -133,7 +134,12 @@ class AlertingEngine:
     # -- registry ------------------------------------------------------------------------
 
     def refresh_registry(self) -> None:
+        """Reload the registry, unless nothing in it changed since the last load."""
+        revision = self._state.registry_revision()
+        if revision == self._registry_revision:
+            return
         registry = self._state.load_registry()
+        self._registry_revision = revision
         cabinets = {cabinet.cabinet_id: cabinet for cabinet in registry.cabinets}
         assignments: dict[str, list[tuple[Role, int, str]]] = {}
         for assignment in registry.assignments:

@@ -119,6 +119,7 @@ class IngestService:
         self._connection_number = 0
         self._tracker = SequenceTracker()
         self._tags: dict[str, CabinetTags] = {}
+        self._registry_revision: int | None = None
         self._log_limiter = RateLimiter(per_second=1.0, burst=10)
         self._rng = random.Random()
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
@@ -427,10 +428,14 @@ class IngestService:
 
     async def _refresh_registry(self) -> None:
         store = self._require_store()
-        # Only the cabinets: people and assignments are not needed to tag telemetry, and
-        # this runs on the store thread that the batches wait for.
+        # This runs on the store thread that the batches wait for: reload only after a
+        # change, and only the cabinets (people and assignments do not tag telemetry).
+        revision = await self._in_store_thread(store.registry_revision)
+        if revision == self._registry_revision:
+            return
         cabinets = await self._in_store_thread(store.load_cabinets)
         self._tags = {cabinet.cabinet_id: CabinetTags.from_cabinet(cabinet) for cabinet in cabinets}
+        self._registry_revision = revision
 
     def _require_store(self) -> StateStore:
         if self._store is None:

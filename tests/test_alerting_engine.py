@@ -988,6 +988,32 @@ def test_never_heard_cabinets_are_judged_only_after_the_first_contact_grace(
     assert never.reasons == (AlarmType.OFFLINE,)
 
 
+# -- registry refresh --------------------------------------------------------------------------
+
+
+def test_the_registry_is_reloaded_only_after_it_changed(
+    open_rig: OpenRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = open_rig()
+    loads: list[Registry] = []
+    load_registry = rig.state.load_registry
+
+    def counted() -> Registry:
+        loads.append(load_registry())
+        return loads[-1]
+
+    monkeypatch.setattr(rig.state, "load_registry", counted)
+    rig.engine.refresh_registry()
+    assert loads == []
+
+    rig.state.apply_registry(Registry(cabinets=(cabinet("SZ-0100"),)))
+    rig.engine.refresh_registry()
+    rig.engine.refresh_registry()
+
+    assert len(loads) == 1
+    assert rig.engine.cabinet("SZ-0100") == cabinet("SZ-0100")
+
+
 # -- InfluxDB points ---------------------------------------------------------------------------
 
 

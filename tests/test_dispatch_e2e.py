@@ -619,3 +619,23 @@ async def test_undelivered_events_survive_kill_9(
             ("cc", DeliveryStatus.DELIVERED): 5 * len(ids),
             ("mqtt", DeliveryStatus.DELIVERED): 5 * len(ids),
         }
+
+
+@pytest.mark.timeout(60)
+async def test_a_cabinet_registered_while_running_is_known_after_the_next_refresh(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    store_url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    seed(store_url, ["reg-0", "reg-1"])
+    settings = service_settings(broker, store_url, [], registry_refresh_s=0.05)
+    async with running(DispatchService(settings)) as service:
+        health = f"http://127.0.0.1:{service.api_port}/api/health"
+
+        async def registered() -> int:
+            return int((await asyncio.to_thread(get_json, health))["registered_cabinets"])
+
+        assert await registered() == 2
+        await asyncio.to_thread(seed, store_url, ["reg-2"])
+        async with asyncio.timeout(10):
+            while await registered() != 3:  # noqa: ASYNC110 - polls a server
+                await asyncio.sleep(0.05)

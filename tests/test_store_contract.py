@@ -216,6 +216,7 @@ def test_upserts_change_exactly_the_given_records(store: StateStore) -> None:
 def test_a_bad_assignment_leaves_the_whole_batch_unapplied(store: StateStore) -> None:
     store.apply_registry(registry())
     before = store.load_registry()
+    revision_before = store.registry_revision()
     batch = Registry(
         cabinets=(cabinet("SZ-0009"), cabinet("SZ-0001", name="改名")),
         people=(person("qian"),),
@@ -231,6 +232,7 @@ def test_a_bad_assignment_leaves_the_whole_batch_unapplied(store: StateStore) ->
 
     assert "unknown cabinet 'SZ-9999'" in str(raised.value)
     assert store.load_registry() == before
+    assert store.registry_revision() == revision_before
 
 
 def test_a_batch_repeating_a_key_is_refused(store: StateStore) -> None:
@@ -238,6 +240,42 @@ def test_a_batch_repeating_a_key_is_refused(store: StateStore) -> None:
     with pytest.raises(StoreError, match="repeats the cabinets 'SZ-0001'"):
         store.apply_registry(batch)
     assert store.load_registry() == Registry()
+
+
+def test_the_registry_revision_moves_with_every_change_to_the_registry(
+    store: StateStore, url: str
+) -> None:
+    revisions = [store.registry_revision()]
+    store.apply_registry(registry())
+    revisions.append(store.registry_revision())
+    store.apply_registry(Registry(cabinets=(cabinet("SZ-0002", name="福田站 C 出口"),)))
+    revisions.append(store.registry_revision())
+    store.apply_registry(Registry(people=(person("wang", name="王大明"),)))
+    revisions.append(store.registry_revision())
+    promoted = Assignment(cabinet_id="SZ-0001", person_id="li", role=Role.BACKUP, rank=0)
+    store.apply_registry(Registry(assignments=(promoted,)))
+    revisions.append(store.registry_revision())
+    # An operator's SQL, past the store: the triggers see it too.
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM assignments WHERE person_id = 'zhao'"))
+    finally:
+        engine.dispose()
+    revisions.append(store.registry_revision())
+
+    assert revisions == sorted(set(revisions)), revisions
+
+
+def test_the_registry_revision_stays_while_only_twins_change(store: StateStore) -> None:
+    store.apply_registry(registry())
+    revision = store.registry_revision()
+
+    store.apply_messages(for_cabinet([heartbeat(0, 2, at(2))], "SZ-0001"))
+    store.load_registry()
+
+    assert store.twin("SZ-0001") is not None
+    assert store.registry_revision() == revision
 
 
 # -- twins ---------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ingest.store import sqlite_records, sqlite_twins
 from ingest.store.base import DatabaseStore, open_migrated
 from ingest.store.engine import DEFAULT_TIMEOUT_S
 from ingest.store.errors import StoreError
-from ingest.store.tables import assignments, cabinets, people, twins
+from ingest.store.tables import assignments, cabinets, people, registry_revision, twins
 from ingest.twin import EMPTY_TWIN_VALUES, Twin, TwinValues, fold
 
 __all__ = ["StateStore", "StoreError"]
@@ -150,6 +150,15 @@ class StateStore(DatabaseStore):
             select(cabinets).order_by(*_in_code_point_order(connection, cabinets.c.cabinet_id))
         )
         return tuple(_model(Cabinet, row._asdict()) for row in rows)
+
+    def registry_revision(self) -> int:
+        """A number that moves whenever a cabinet, person or assignment changes.
+
+        Cheap to read: a service caching the registry reloads it only when this moved.
+        Read it before loading, so that a change made meanwhile is loaded next time.
+        """
+        with self._reading("read the registry revision") as connection:
+            return int(connection.execute(select(registry_revision.c.revision)).scalar_one())
 
     def load_registry(self) -> Registry:
         """Every cabinet, person and assignment, ordered by key."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -121,6 +122,15 @@ assignments = Table(
     Column("role", String(ENUM_LENGTH), primary_key=True),
     Column("rank", Integer, nullable=False),
 )
+
+registry_revision = Table(
+    "registry_revision",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="ck_registry_revision_one_row"),
+)
+"""One row whose revision triggers move on every change to the three tables above."""
 
 
 def _stamp(section: str, boot_column: str | None = None) -> list[Column[object]]:
