@@ -6,11 +6,14 @@ is parsed into and the state store persists. They carry no database or file conc
 
 from __future__ import annotations
 
+import functools
+import re
 from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic.networks import validate_email
 
 from aedfleet.contract import CabinetId
 
@@ -50,6 +53,36 @@ PersonId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,;]+
 Text = Annotated[str, Field(max_length=500)]
 
 
+_PLAIN_ADDRESS: Final = re.compile(
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)@([A-Za-z0-9.-]+)"
+)
+_MAX_LOCAL_PART: Final = 64
+_MAX_ADDRESS: Final = 254
+
+
+def _email(value: str) -> str:
+    """What pydantic's ``EmailStr`` makes of ``value``, at a fraction of its cost.
+
+    email-validator checks a domain character by character against IDNA's tables, about
+    80 µs an address: most of a 100,000-cabinet import, whose people share a few domains.
+    A plain ASCII address (a dot-atom local part, as email-validator reads it) has its
+    domain checked once per domain; anything else takes email-validator's whole path.
+    """
+    match = _PLAIN_ADDRESS.fullmatch(value)
+    if match is None or len(match[1]) > _MAX_LOCAL_PART or len(value) > _MAX_ADDRESS:
+        return validate_email(value)[1]
+    return f"{match[1]}@{_checked_domain(match[2])}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str:
+    """The normalised domain; raises pydantic's email error for a domain it refuses."""
+    return validate_email(f"x@{domain}")[1].partition("@")[2]
+
+
+Email = Annotated[str, AfterValidator(_email), Field(json_schema_extra={"format": "email"})]
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
@@ -82,7 +115,7 @@ class Person(_Record):
     person_id: PersonId
     name: Text
     phone: Annotated[str, Field(max_length=32)] = ""
-    email: EmailStr | None = None
+    email: Email | None = None
     chat_webhook: HttpUrl | None = None
     language: Language = Language.ZH
 
