@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import random
 import time
@@ -468,6 +469,9 @@ class DispatchService:
         self._cache.replace(registry)
         self._unregistered = set()
         self._registry_revision = revision
+        # The registry is most of this process's long-lived objects, and a full cycle
+        # collection walking them held door events ~90 ms: keep them out of its way.
+        gc.freeze()
 
     # -- API -----------------------------------------------------------------------------
 
