@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import random
 import time
@@ -436,6 +437,10 @@ class IngestService:
         cabinets = await self._in_store_thread(store.load_cabinets)
         self._tags = {cabinet.cabinet_id: CabinetTags.from_cabinet(cabinet) for cabinet in cabinets}
         self._registry_revision = revision
+        # Long-lived from here on: out of the cycle collector's full passes, which walked
+        # them every few batches (measured: 28-30 against 22 µs of CPU a message with
+        # ~430,000 such objects; docs/benchmarks.md).
+        gc.freeze()
 
     def _require_store(self) -> StateStore:
         if self._store is None:
