@@ -52,7 +52,11 @@ class SchedulerSettings(_Section):
         default=1.0, gt=0, le=60, description="How often deadlines and escalations are checked"
     )
     readiness_snapshot_s: float = Field(default=300, gt=0)
-    registry_refresh_s: float = Field(default=60, gt=0)
+    registry_refresh_s: float = Field(
+        default=60,
+        gt=0,
+        description="How often to check the registry's revision; it is reloaded when it moved",
+    )
     digest_check_s: float = Field(default=60, gt=0)
     max_parallel_deliveries: int = Field(default=16, ge=1, le=256)
     first_contact_grace_s: float = Field(

@@ -187,7 +187,11 @@ class DispatchSettings(FileThenEnvSettings):
     endpoints: tuple[EndpointSettings, ...] = ()
     republish: RepublishSettings = RepublishSettings()
     coalescing: CoalescingPolicy = CoalescingPolicy()
-    registry_refresh_s: float = Field(default=60, gt=0)
+    registry_refresh_s: float = Field(
+        default=60,
+        gt=0,
+        description="How often to check the registry's revision; it is reloaded when it moved",
+    )
     api_port: int | None = Field(
         default=None, ge=0, le=65_535, description="Serve /metrics and /api; 0 = any port"
     )

@@ -46,6 +46,10 @@ class IngestSettings(FileThenEnvSettings):
         default=None, ge=0, le=65_535, description="Serve /metrics on 127.0.0.1; 0 = any port"
     )
     metrics_host: str = "127.0.0.1"
-    registry_refresh_s: float = Field(default=60, gt=0)
+    registry_refresh_s: float = Field(
+        default=60,
+        gt=0,
+        description="How often to check the registry's revision; it is reloaded when it moved",
+    )
     write_retry: BackoffSettings = BackoffSettings(initial_s=0.5, max_s=30)
     reconnect: BackoffSettings = BackoffSettings()
