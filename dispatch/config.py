@@ -19,11 +19,11 @@ from pydantic import (
     model_validator,
 )
 
+from aedfleet.backoff import BackoffSettings
 from aedfleet.mqtt import MqttSettings
 from aedfleet.settings import FileThenEnvSettings
 from dispatch.incident import CoalescingPolicy
 from dispatch.outbox import Durability
-from edge_agent.backoff import BackoffSettings
 
 MQTT_ENDPOINT = "mqtt"
 """The name under which the MQTT republication appears in the outbox."""

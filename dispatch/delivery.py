@@ -3,7 +3,7 @@
 There is one *lane* per (endpoint, cabinet): a FIFO of that cabinet's deliveries to that
 endpoint, in ``delivery_id`` order, worked by one task that exists while the lane is not
 empty. The head of a lane is attempted; on failure it waits (exponential backoff with
-full jitter, :func:`edge_agent.backoff.reconnect_delay`) and is attempted again, and
+full jitter, :func:`aedfleet.backoff.reconnect_delay`) and is attempted again, and
 nothing behind it goes first, so a command centre sees each cabinet's messages in the
 order they happened. Lanes of different cabinets are independent: one cabinet's stuck
 message delays no other cabinet. An endpoint's requests in flight are bounded by its
@@ -26,12 +26,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from aedfleet.backoff import BackoffSettings, reconnect_delay
 from aedfleet.clock import Clock
 from dispatch.errors import DeliveryError, OutboxError
 from dispatch.metrics import DispatchMetrics
 from dispatch.outbox import Attempt, DispatchOutbox, PendingDelivery
 from dispatch.sender import Transport
-from edge_agent.backoff import BackoffSettings, reconnect_delay
 
 log = logging.getLogger(__name__)
 

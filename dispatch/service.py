@@ -39,9 +39,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from aedfleet.backoff import reconnect_delay
 from aedfleet.clock import Clock, SystemClock
 from aedfleet.contract import Channel, ContractError, Event, decode_cabinet_message, subscription
-from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection, MqttError
+from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection
+from aedfleet.subscription import keep_subscribed
 from dispatch.api import ApiServer
 from dispatch.config import MQTT_ENDPOINT, DispatchSettings
 from dispatch.delivery import AttemptJournal, EndpointPolicy, Lanes
@@ -58,7 +60,6 @@ from dispatch.outbox import (
     Route,
 )
 from dispatch.sender import HttpTransport, MqttTransport, Transport
-from edge_agent.backoff import reconnect_delay
 from ingest.store.store import StateStore, StoreError
 from ingest.twin import Twin
 
@@ -192,11 +193,10 @@ class DispatchService:
 
     async def _link_loop(self, ticker: KeepAliveTicker) -> None:
         settings = self.settings
-        failures = 0
-        while True:
+
+        def new_connection() -> MqttConnection:
             self._connection_number += 1
-            number = self._connection_number
-            connection = MqttConnection(
+            return MqttConnection(
                 settings.mqtt,
                 settings.client_id,
                 ticker,
@@ -204,33 +204,31 @@ class DispatchService:
                 session_expiry_s=settings.session_expiry_s,
                 manual_ack=True,
                 receive_maximum=settings.receive_maximum,
-                on_message=functools.partial(self._on_message, connection=number),
+                on_message=functools.partial(self._on_message, connection=self._connection_number),
             )
-            try:
-                await connection.connect()
-                await connection.subscribe(EVENT_FILTER, qos=1)
-            except MqttError as exc:
-                connection.abort()
-                delay = reconnect_delay(settings.reconnect, failures, self._rng)
-                failures += 1
-                log.warning("dispatch: %s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
-            self._connection = connection
-            self.subscribed.set()
-            log.info("dispatch: subscribed to %s on %s", EVENT_FILTER, settings.mqtt.endpoint)
-            try:
-                reason = await connection.wait_closed()
-            finally:
-                self.subscribed.clear()
-                connection.abort()
-            self._connection = None
-            # Deliveries of a closed connection cannot be acknowledged any more; the broker
-            # sends them again on the next connection.
-            self._inbox = deque(d for d in self._inbox if d.connection != number)
-            log.warning("dispatch: %s; reconnecting", reason)
-            await asyncio.sleep(reconnect_delay(settings.reconnect, 0, self._rng))
+
+        await keep_subscribed(
+            "dispatch",
+            new_connection,
+            EVENT_FILTER,
+            settings.mqtt.endpoint,
+            settings.reconnect,
+            self._rng,
+            on_up=self._connection_up,
+            on_down=self._connection_down,
+        )
+
+    def _connection_up(self, connection: MqttConnection) -> None:
+        self._connection = connection
+        self.subscribed.set()
+
+    def _connection_down(self, connection: MqttConnection) -> None:
+        self.subscribed.clear()
+        self._connection = None
+        # Deliveries of a closed connection cannot be acknowledged any more; the broker
+        # sends them again on the next connection.
+        number = self._connection_number
+        self._inbox = deque(d for d in self._inbox if d.connection != number)
 
     def _on_message(self, message: InboundMessage, connection: int) -> None:
         # Bounded by the receive maximum: the broker sends no more unacknowledged events.

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, TypedDict
 
+from aedfleet.backoff import reconnect_delay
 from aedfleet.clock import Clock, SystemClock
 from aedfleet.contract import (
     SCHEMA_VERSION,
@@ -59,7 +60,6 @@ from aedfleet.mqtt import (
     MqttSettings,
     Will,
 )
-from edge_agent.backoff import reconnect_delay
 from edge_agent.config import CabinetProfile, LinkSettings
 from edge_agent.hardware import (
     CabinetEvent,

@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aedfleet.backoff import BackoffSettings
 from aedfleet.contract import CabinetId, SelftestPeriod, SelftestSchedule, TimeZoneName
 from aedfleet.mqtt import MqttSettings
 from aedfleet.settings import ConfigError, FileThenEnvSettings
-from edge_agent.backoff import BackoffSettings
 from edge_agent.hardware import HardwareFactory
 from edge_agent.outbox import OutboxSettings
 

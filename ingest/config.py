@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from aedfleet.backoff import BackoffSettings
 from aedfleet.mqtt import MqttSettings
 from aedfleet.settings import FileThenEnvSettings
-from edge_agent.backoff import BackoffSettings
 from ingest.influx import InfluxSettings
 
 

@@ -41,6 +41,7 @@ from typing import Any, Protocol, TypeVar
 
 from prometheus_client import start_http_server
 
+from aedfleet.backoff import reconnect_delay
 from aedfleet.contract import (
     CabinetMessage,
     ConnectionState,
@@ -52,7 +53,7 @@ from aedfleet.contract import (
 )
 from aedfleet.mqtt import InboundMessage, MqttError
 from aedfleet.mqtt_consumer import ConsumerConnection
-from edge_agent.backoff import reconnect_delay
+from aedfleet.subscription import keep_subscribed
 from ingest.config import IngestSettings
 from ingest.influx import InfluxWriteError, InfluxWriter
 from ingest.metrics import IngestMetrics
@@ -166,45 +167,42 @@ class IngestService:
             if settings.share_group
             else FLEET_FILTER
         )
-        failures = 0
-        while True:
-            self._connection_number += 1
-            connection = ConsumerConnection(
-                settings.mqtt,
-                settings.client_id,
-                clean_start=False,
-                session_expiry_s=settings.session_expiry_s,
-                manual_ack=True,
-                receive_maximum=settings.receive_maximum,
-                on_messages=self._on_messages,
-            )
-            try:
-                await connection.connect()
-                await connection.subscribe(topic_filter, qos=1)
-            except MqttError as exc:
-                connection.abort()
-                delay = reconnect_delay(settings.reconnect, failures, self._rng)
-                failures += 1
-                log.warning("ingest: %s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
-            self._connection = connection
-            self.subscribed.set()
-            log.info("ingest: subscribed to %s on %s", topic_filter, settings.mqtt.endpoint)
-            try:
-                reason = await connection.wait_closed()
-            finally:
-                self.subscribed.clear()
-                connection.abort()
-            self._connection = None
-            # Deliveries of a closed connection cannot be acknowledged any more; the broker
-            # sends them again on the next connection. So the inbox only ever holds those
-            # of the current connection, and a batch comes from one connection.
-            self._inbox.clear()
-            self.metrics.buffer_depth.set(self._held_in_flight)
-            log.warning("ingest: %s; reconnecting", reason)
-            await asyncio.sleep(reconnect_delay(settings.reconnect, 0, self._rng))
+        await keep_subscribed(
+            "ingest",
+            self._new_connection,
+            topic_filter,
+            settings.mqtt.endpoint,
+            settings.reconnect,
+            self._rng,
+            on_up=self._connection_up,
+            on_down=self._connection_down,
+        )
+
+    def _new_connection(self) -> ConsumerConnection:
+        settings = self.settings
+        self._connection_number += 1
+        return ConsumerConnection(
+            settings.mqtt,
+            settings.client_id,
+            clean_start=False,
+            session_expiry_s=settings.session_expiry_s,
+            manual_ack=True,
+            receive_maximum=settings.receive_maximum,
+            on_messages=self._on_messages,
+        )
+
+    def _connection_up(self, connection: ConsumerConnection) -> None:
+        self._connection = connection
+        self.subscribed.set()
+
+    def _connection_down(self, connection: ConsumerConnection) -> None:
+        self.subscribed.clear()
+        self._connection = None
+        # Deliveries of a closed connection cannot be acknowledged any more; the broker
+        # sends them again on the next connection. So the inbox only ever holds those of
+        # the current connection, and a batch comes from one connection.
+        self._inbox.clear()
+        self.metrics.buffer_depth.set(self._held_in_flight)
 
     def _on_messages(self, messages: list[InboundMessage]) -> None:
         self._inbox.extend(messages)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from aedfleet.backoff import BackoffSettings
 from aedfleet.contract import (
     Birth,
     Channel,
@@ -27,7 +28,6 @@ from aedfleet.contract import (
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttSettings
 from aedfleet.presence import apply_status
 from edge_agent.agent import EdgeAgent
-from edge_agent.backoff import BackoffSettings
 from edge_agent.config import CabinetProfile, LinkSettings
 from edge_agent.hardware import CabinetEvent
 from edge_agent.outbox import OutboxDatabase

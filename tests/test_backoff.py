@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from edge_agent.backoff import BackoffSettings, reconnect_delay
+from aedfleet.backoff import BackoffSettings, reconnect_delay
 
 
 class _TopOfWindow(random.Random):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from aedfleet.backoff import BackoffSettings
 from aedfleet.mqtt import MqttSettings, TlsSettings
 from aedfleet.settings import ENV_PREFIX, ConfigError, load_settings
-from edge_agent.backoff import BackoffSettings
 from edge_agent.config import (
     AgentSettings,
     CabinetProfile,

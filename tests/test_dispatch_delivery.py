@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from aedfleet.backoff import BackoffSettings
 from aedfleet.clock import SystemClock
 from aedfleet.contract import Event, EventType
 from dispatch.config import EndpointSettings
@@ -20,7 +21,6 @@ from dispatch.incident import CoalescingPolicy, observe
 from dispatch.metrics import DispatchMetrics
 from dispatch.outbox import Attempt, DeliveryStatus, DispatchOutbox, NewMessage, Route
 from dispatch.sender import HttpTransport
-from edge_agent.backoff import BackoffSettings
 from tests.dispatch_support import HMAC_SECRET, DispatchReceiver
 from tests.recorder import eventually
 

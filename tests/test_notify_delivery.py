@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from aedfleet.backoff import BackoffSettings
 from aedfleet.settings import ConfigError, FileThenEnvSettings, load_settings
 from alerting.model import AlarmType, NoticeKind
 from alerting.notifiers.base import (
@@ -40,7 +41,6 @@ from alerting.notifiers.email import EmailNotifier
 from alerting.notifiers.setup import notifiers_for
 from alerting.notifiers.sms import SmsNotifier
 from alerting.render import Renderer
-from edge_agent.backoff import BackoffSettings
 from ingest.registry.models import Language, Person
 from tests.brokers import free_port
 from tests.mailbox import Mailbox

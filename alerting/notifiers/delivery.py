@@ -4,7 +4,7 @@
 language, then walks the configured channel order (default email, chat, SMS), skipping
 channels that are not configured or that the person lacks (no email address, no chat
 webhook, no phone). Each channel is tried up to ``retry.attempts_per_channel`` times
-while its errors are retryable, waiting between tries by :mod:`edge_agent.backoff`
+while its errors are retryable, waiting between tries by :mod:`aedfleet.backoff`
 (exponential with full jitter, so a relay that is down is not hammered by every page at
 the same instant); a non-retryable error, or running out of tries, falls through to the
 next channel. The first success ends the walk.
@@ -34,6 +34,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aedfleet.backoff import BackoffSettings, reconnect_delay
 from aedfleet.clock import Clock, SystemClock
 from aedfleet.contract import UtcTimestamp
 from alerting.notifiers.base import (
@@ -48,7 +49,6 @@ from alerting.notifiers.chat import ChatRobot
 from alerting.notifiers.email import SmtpSettings
 from alerting.notifiers.sms import SmsSettings
 from alerting.render import Renderer, RenderSettings
-from edge_agent.backoff import BackoffSettings, reconnect_delay
 
 __all__ = [
     "DEFAULT_CHANNEL_ORDER",
