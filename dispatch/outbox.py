@@ -23,8 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import (
@@ -40,7 +39,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
 from aedfleet.contract import DispatchEvent
 from dispatch.errors import OutboxError
@@ -51,7 +49,8 @@ from dispatch.tables import (
     dispatch_deliveries,
     dispatch_messages,
 )
-from ingest.store.engine import DEFAULT_TIMEOUT_S, WRITE, create_store_engine, describe, reason
+from ingest.store.base import DatabaseStore
+from ingest.store.engine import DEFAULT_TIMEOUT_S, create_store_engine, describe
 from ingest.store.errors import StoreError
 from ingest.store.migration import upgrade
 from ingest.store.tables import UtcDateTime
@@ -206,11 +205,13 @@ def _decode_event(payload: str) -> DispatchEvent:
         raise OutboxError(f"a stored dispatch message is invalid: {exc}") from None
 
 
-class DispatchOutbox:
+class DispatchOutbox(DatabaseStore):
     """The outbox of one database. Create it with :meth:`open`."""
 
+    _error_type = OutboxError
+
     def __init__(self, *, _engine: Engine) -> None:
-        self._engine = _engine
+        super().__init__(_engine)
         self._upsert_states = _upsert_states(_engine.dialect.name)
         # The service writes from two threads (events, attempts). Taking turns here wakes
         # the waiting one the moment the other commits; SQLite's own busy handler would
@@ -242,20 +243,6 @@ class DispatchOutbox:
             raise
         return cls(_engine=engine)
 
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     @property
     def location(self) -> str:
         return describe(self._engine)
@@ -263,25 +250,9 @@ class DispatchOutbox:
     # -- plumbing ------------------------------------------------------------------------
 
     @contextmanager
-    def _reading(self, action: str) -> Iterator[Connection]:
-        with self._translated(action), self._engine.connect() as connection:
-            yield connection
-
-    @contextmanager
     def _writing(self, action: str) -> Iterator[Connection]:
-        with self._write_turn, self._translated(action), self._engine.connect() as connection:
-            connection.execution_options(**WRITE)
-            with connection.begin():
-                yield connection
-
-    @contextmanager
-    def _translated(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except SQLAlchemyError as exc:
-            raise OutboxError(
-                f"cannot {action} in the outbox {describe(self._engine)}: {reason(exc)}"
-            ) from exc
+        with self._write_turn, super()._writing(action) as connection:
+            yield connection
 
     # -- writing -------------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ the write lock first for writing. SQLAlchemy's errors become the store's own err
 saying what was being done and in which database, so that no library exception leaves
 a store.
 
-:class:`ingest.store.StateStore` and :class:`alerting.store.AlarmStore` derive from
-:class:`DatabaseStore`; they differ in what they keep and in the error they raise.
+:class:`ingest.store.StateStore`, :class:`alerting.store.AlarmStore` and
+:class:`dispatch.outbox.DispatchOutbox` derive from :class:`DatabaseStore`; they differ in
+what they keep and in the error they raise (the outbox also makes its writers take turns).
 """
 
 from __future__ import annotations
