@@ -66,6 +66,7 @@ from benchmarks.ingest_throughput import (
     fleet_messages,
     publish_backlog,
 )
+from dispatch.metrics import LATENCY_BUCKETS
 from ingest.config import IngestSettings
 from ingest.service import FLEET_FILTER
 from tests.brokers import free_port
@@ -227,6 +228,8 @@ class DrainWatch:
 
 SLOW_S: Final = 0.025
 """Events slower than this at a stage are counted apart: they make the p99."""
+# Counted from the histograms' cumulative buckets, so it must be one of their bounds.
+assert SLOW_S in LATENCY_BUCKETS
 _SAMPLE = re.compile(r"^(aedfleet_dispatch_\w+?)(\{[^}]*\})? (\S+)$", re.MULTILINE)
 STAGES: Final = {
     "cabinet to dispatch (device time to arrival, through the broker)": (
