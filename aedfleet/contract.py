@@ -15,8 +15,10 @@ bad input by reason.
 
 from __future__ import annotations
 
+import base64
 import json
 import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, TypeAlias
@@ -40,6 +42,14 @@ MAX_PAYLOAD_BYTES: Final = 16 * 1024
 MAX_CABINET_ID_LENGTH: Final = 64
 DEAD_LETTER_PREFIX: Final = "aedfleet/deadletter/v1"
 DISPATCH_PREFIX: Final = "aedfleet/dispatch/v1"
+IDENTITY_PROPERTY: Final = "aedfleet-identity"
+"""MQTT 5 user property with the broker login a cabinet's message was published under.
+
+The edge agent sets it to its username. It is an authenticated identity only where the
+broker checks or stamps it (docs/security.md); servers refuse a message whose property
+names another login than its topic's cabinet (``identity_mismatch``). Mosquitto passes
+it on unchecked, so there the broker's ACL, which ties ``aed/v1/{login}/…`` to the
+login, is what keeps one cabinet from speaking for another."""
 
 
 class Channel(StrEnum):
@@ -67,7 +77,9 @@ class Reason(StrEnum):
     SCHEMA_VIOLATION = "schema_violation"
     CABINET_MISMATCH = "cabinet_mismatch"
     UNKNOWN_CABINET = "unknown_cabinet"
-    """Valid, but from a cabinet the fleet registry does not know (raised by ingest)."""
+    """Valid, but from a cabinet the fleet registry does not know (raised by servers)."""
+    IDENTITY_MISMATCH = "identity_mismatch"
+    """Published under another login than the cabinet of its topic (raised by servers)."""
 
 
 class ContractError(ValueError):
@@ -359,6 +371,21 @@ def dead_letter_topic(reason: Reason) -> str:
     return f"{DEAD_LETTER_PREFIX}/{reason.value}"
 
 
+def dead_letter(
+    reason: Reason, detail: str, topic: str, payload: bytes, *, service: str, received_at: datetime
+) -> DeadLetter:
+    """What ``service`` parks for a message it refused: the reason and the original bytes."""
+    return DeadLetter(
+        reason=reason,
+        detail=detail[:2_000],
+        topic=topic,
+        payload_b64=base64.b64encode(payload).decode(),
+        payload_bytes=len(payload),
+        received_at=received_at,
+        service=service,
+    )
+
+
 # -- dispatch: what the command centre is sent when a cabinet is opened --------------------
 
 
@@ -613,6 +640,21 @@ def decode_payload(channel: Channel, payload: bytes, expected_cabinet_id: str | 
             f"{expected_cabinet_id!r}",
         )
     return message
+
+
+def identity_problem(cabinet_id: str, user_properties: Sequence[tuple[str, str]]) -> str | None:
+    """Why a message on ``cabinet_id``'s topic was not published by that cabinet's login,
+    judged by its :data:`IDENTITY_PROPERTY`; None when nothing says otherwise.
+
+    Every occurrence of the property counts: a second one cannot outvote the first.
+    """
+    for name, login in user_properties:
+        if name == IDENTITY_PROPERTY and login != cabinet_id:
+            return (
+                f"published by login {login[:MAX_CABINET_ID_LENGTH]!r} on the topic of "
+                f"cabinet {cabinet_id!r}"
+            )
+    return None
 
 
 def command_id_of(payload: bytes) -> str | None:

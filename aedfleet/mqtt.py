@@ -112,6 +112,8 @@ class InboundMessage:
     qos: int
     retain: bool
     mid: int = 0
+    user_properties: tuple[tuple[str, str], ...] = ()
+    """MQTT 5 User Property pairs in the order sent; empty in MQTT 3.1.1."""
 
 
 class KeepAliveTicker:
@@ -210,7 +212,10 @@ class MqttConnection:
         receive_maximum: int | None = None,
         on_message: Callable[[InboundMessage], None] | None = None,
         on_published: Callable[[int], None] | None = None,
+        user_properties: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        """``user_properties`` go with every message published, the will included
+        (MQTT 5 only: 3.1.1 has no properties)."""
         self.settings = settings
         self.client_id = client_id
         self._ticker = ticker
@@ -228,6 +233,13 @@ class MqttConnection:
         self._loop_thread = threading.get_ident()
 
         mqtt5 = settings.protocol == "5"
+        self._publish_properties: Properties | None = None
+        will_properties: Properties | None = None
+        if mqtt5 and user_properties:
+            self._publish_properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            self._publish_properties.UserProperty = list(user_properties)
+            will_properties = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+            will_properties.UserProperty = list(user_properties)
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -250,7 +262,13 @@ class MqttConnection:
             )
             client.tls_insecure_set(not settings.tls.verify_hostname)
         if will is not None:
-            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+            client.will_set(
+                will.topic,
+                will.payload,
+                qos=will.qos,
+                retain=will.retain,
+                properties=will_properties,
+            )
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
@@ -339,7 +357,9 @@ class MqttConnection:
             raise MqttNotConnectedError(
                 f"{self.client_id}: not connected to {self.settings.endpoint}"
             )
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        info = self._client.publish(
+            topic, payload, qos=qos, retain=retain, properties=self._publish_properties
+        )
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise MqttNotConnectedError(
                 f"{self.client_id}: publish to {topic} failed: {paho.error_string(info.rc)}"
@@ -464,8 +484,17 @@ class MqttConnection:
 
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         if self._on_message is not None:
+            properties = msg.properties
+            pairs = getattr(properties, "UserProperty", ()) if properties is not None else ()
             self._on_message(
-                InboundMessage(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid)
+                InboundMessage(
+                    msg.topic,
+                    bytes(msg.payload),
+                    msg.qos,
+                    bool(msg.retain),
+                    msg.mid,
+                    tuple((str(name), str(value)) for name, value in pairs),
+                )
             )
 
     def _handle_publish(

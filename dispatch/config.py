@@ -186,6 +186,12 @@ class DispatchSettings(FileThenEnvSettings):
     )
     endpoints: tuple[EndpointSettings, ...] = ()
     republish: RepublishSettings = RepublishSettings()
+    unregistered_cabinets: Literal["refuse", "dispatch"] = Field(
+        default="refuse",
+        description="refuse: an event of a cabinet the registry does not know pages no "
+        "command centre; it is dead-lettered (unknown_cabinet) and counted, since a spoofed "
+        "or mistyped id must not send an ambulance. dispatch: send it, with registered false",
+    )
     coalescing: CoalescingPolicy = CoalescingPolicy()
     registry_refresh_s: float = Field(
         default=60,

@@ -7,8 +7,10 @@ online) is read from its twin, one indexed row, when the message is built.
 :func:`build_event` turns a :class:`~dispatch.incident.Notice` and those facts into
 the :class:`~aedfleet.contract.DispatchEvent` every endpoint receives (pure).
 
-A cabinet the registry does not know is dispatched all the same, with what its own
-messages tell, and ``registered`` false: an unregistered cabinet that opens matters too.
+A cabinet the registry does not know is refused by default (the service's
+``unregistered_cabinets`` setting): a spoofed or mistyped id must not send anyone out.
+Where a site sets it to ``dispatch``, such a cabinet's message carries what its own
+messages tell, and ``registered`` false.
 """
 
 from __future__ import annotations

@@ -49,7 +49,19 @@ class DispatchMetrics:
         )
         self.unregistered = Counter(
             "aedfleet_dispatch_unregistered_messages",
-            "Messages about cabinets the registry does not know",
+            "Messages sent about cabinets the registry does not know "
+            "(unregistered_cabinets = dispatch)",
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "aedfleet_dispatch_refused_events",
+            "Events refused and dead-lettered, by reason (identity_mismatch, unknown_cabinet)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.dead_letter_failures = Counter(
+            "aedfleet_dispatch_dead_letter_failures",
+            "Dead letters the broker did not take; their events are left unacknowledged",
             registry=self.registry,
         )
         self.attempts = Counter(

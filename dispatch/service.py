@@ -41,8 +41,26 @@ from typing import Any, TypeVar
 
 from aedfleet.backoff import reconnect_delay
 from aedfleet.clock import Clock, SystemClock
-from aedfleet.contract import Channel, ContractError, Event, decode_cabinet_message, subscription
-from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection
+from aedfleet.contract import (
+    Channel,
+    ContractError,
+    Event,
+    Reason,
+    dead_letter,
+    dead_letter_topic,
+    decode_cabinet_message,
+    encode,
+    identity_problem,
+    parse_topic,
+    subscription,
+)
+from aedfleet.mqtt import (
+    InboundMessage,
+    KeepAliveTicker,
+    MqttConnection,
+    MqttError,
+    MqttNotConnectedError,
+)
 from aedfleet.subscription import keep_subscribed
 from dispatch.api import ApiServer
 from dispatch.config import MQTT_ENDPOINT, DispatchSettings
@@ -75,6 +93,13 @@ class _Delivery:
     connection: int
     arrived: float
     """time.monotonic() when it came from the broker."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    delivery: _Delivery
+    reason: Reason
+    detail: str
 
 
 class DispatchService:
@@ -257,14 +282,21 @@ class DispatchService:
 
     async def _handle(self, batch: list[_Delivery]) -> None:
         policy = self.settings.coalescing
+        refusals: list[_Refusal] = []
         async with self._recording:
             now = self._clock.now()
+            events: list[tuple[_Delivery, Event]] = []
+            for delivery in batch:
+                decoded = self._decode(delivery, now)
+                if isinstance(decoded, _Refusal):
+                    refusals.append(decoded)
+                elif decoded is not None:
+                    events.append((delivery, decoded))
+            if self.settings.unregistered_cabinets == "refuse":
+                events = await self._registered_only(events, refusals)
             changed: dict[str, CabinetState] = {}
             notices: list[Notice] = []
-            for delivery in batch:
-                event = self._decode(delivery, now)
-                if event is None:
-                    continue
+            for _, event in events:
                 before = self._states.get(event.cabinet_id)
                 step = observe(before, event, now, policy)
                 self.metrics.handled.labels(step.outcome.value).inc()
@@ -274,13 +306,19 @@ class DispatchService:
                 notices.extend(step.notices)
             created = await self._record(list(changed.values()), notices, now)
         self._start(created)
-        self._ack(batch)
+        unparked = {id(delivery) for delivery in await self._park(refusals, now)}
+        self._ack([delivery for delivery in batch if id(delivery) not in unparked])
         recorded = time.monotonic()
         for delivery in batch:
             self.metrics.handling_seconds.observe(recorded - delivery.arrived)
 
-    def _decode(self, delivery: _Delivery, now: datetime) -> Event | None:
+    def _decode(self, delivery: _Delivery, now: datetime) -> Event | _Refusal | None:
         message = delivery.message
+        if message.user_properties:
+            with contextlib.suppress(ContractError):  # a bad topic is told apart below
+                cabinet_id, _ = parse_topic(message.topic)
+                if problem := identity_problem(cabinet_id, message.user_properties):
+                    return _Refusal(delivery, Reason.IDENTITY_MISMATCH, problem)
         try:
             decoded = decode_cabinet_message(message.topic, message.payload)
         except ContractError as exc:
@@ -295,6 +333,67 @@ class DispatchService:
         age_s = (now - decoded.ts).total_seconds() - waited_s
         self.metrics.event_age_seconds.observe(max(0.0, age_s))
         return decoded
+
+    async def _registered_only(
+        self, events: list[tuple[_Delivery, Event]], refusals: list[_Refusal]
+    ) -> list[tuple[_Delivery, Event]]:
+        """The events of cabinets the registry knows; the others join ``refusals``.
+
+        A cabinet whose registration cannot be read (the store is down) counts as
+        registered: a door opening is not held back on a doubt."""
+        unseen = {
+            event.cabinet_id
+            for _, event in events
+            if self._cache.get(event.cabinet_id) is None
+            and event.cabinet_id not in self._unregistered
+        }
+        if unseen:
+            await self._in_hot(self._look_up, unseen)
+        kept = []
+        for delivery, event in events:
+            if event.cabinet_id in self._unregistered:
+                detail = (
+                    f"cabinet {event.cabinet_id!r} is not in the fleet registry; "
+                    "not dispatched (unregistered_cabinets = refuse)"
+                )
+                refusals.append(_Refusal(delivery, Reason.UNKNOWN_CABINET, detail))
+            else:
+                kept.append((delivery, event))
+        return kept
+
+    def _look_up(self, cabinet_ids: set[str]) -> None:
+        """Learn whether the registry knows these cabinets (store thread)."""
+        for cabinet_id in cabinet_ids:
+            self._particulars(cabinet_id)
+
+    async def _park(self, refusals: list[_Refusal], now: datetime) -> list[_Delivery]:
+        """Dead-letter the refused events; returns those the broker did not take, which
+        stay unacknowledged so that they come again after a reconnection."""
+        unparked = []
+        for refusal in refusals:
+            message = refusal.delivery.message
+            self.metrics.refused.labels(refusal.reason.value).inc()
+            log.warning("dispatch: refused an event on %s: %s", message.topic, refusal.detail)
+            letter = dead_letter(
+                refusal.reason,
+                refusal.detail,
+                message.topic,
+                message.payload,
+                service="dispatch",
+                received_at=now,
+            )
+            connection = self._connection
+            try:
+                if connection is None:
+                    raise MqttNotConnectedError("dispatch: not connected")
+                await connection.publish_confirmed(
+                    dead_letter_topic(refusal.reason), encode(letter)
+                )
+            except MqttError as exc:
+                self.metrics.dead_letter_failures.inc()
+                log.warning("dispatch: could not park a refused event: %s", exc)
+                unparked.append(refusal.delivery)
+        return unparked
 
     async def _flush_loop(self) -> None:
         """Sends the held updates of incidents when their rate limit allows."""

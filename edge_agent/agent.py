@@ -28,6 +28,7 @@ from typing import Literal, Protocol, TypedDict
 from aedfleet.backoff import reconnect_delay
 from aedfleet.clock import Clock, SystemClock
 from aedfleet.contract import (
+    IDENTITY_PROPERTY,
     SCHEMA_VERSION,
     Birth,
     CabinetMessage,
@@ -323,7 +324,13 @@ class EdgeAgent:
             max_inflight=self._link.max_inflight,
             on_message=self._on_message,
             on_published=self._on_published,
+            user_properties=self._identity(),
         )
+
+    def _identity(self) -> tuple[tuple[str, str], ...]:
+        """The login every message claims, for servers to hold against its topic."""
+        username = self._mqtt.username
+        return () if username is None else ((IDENTITY_PROPERTY, username),)
 
     def _status_payload(self, state: ConnectionState) -> bytes:
         status = Status(

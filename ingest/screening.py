@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,6 +33,7 @@ from aedfleet.contract import (
     Message,
     Reason,
     decode_payload,
+    identity_problem,
     parse_topic,
 )
 
@@ -58,12 +59,17 @@ _VERSION_ONE: Final = re.compile(rb'"v"[ \t\n\r]*:[ \t\n\r]*1[ \t\n\r]*[,}]')
 
 
 def screen(
-    topic: str, payload: bytes, known_cabinets: Container[str]
+    topic: str,
+    payload: bytes,
+    known_cabinets: Container[str],
+    user_properties: Sequence[tuple[str, str]] = (),
 ) -> CabinetMessage | Refused | Ignored:
     try:
         cabinet_id, channel = _route(topic)
         if channel is Channel.CMD:
             return Ignored()
+        if user_properties and (problem := identity_problem(cabinet_id, user_properties)):
+            return Refused(Reason.IDENTITY_MISMATCH, problem)
         message = _plainly_valid(channel, payload, cabinet_id) or decode_payload(
             channel, payload, cabinet_id
         )

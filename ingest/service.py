@@ -26,7 +26,6 @@ measurements and the profile are in ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import gc
 import logging
@@ -45,9 +44,9 @@ from aedfleet.backoff import reconnect_delay
 from aedfleet.contract import (
     CabinetMessage,
     ConnectionState,
-    DeadLetter,
     Reason,
     Status,
+    dead_letter,
     dead_letter_topic,
     encode,
 )
@@ -325,7 +324,7 @@ class IngestService:
         record = self._tracker.record
         duplicates = gaps = 0
         for delivery in batch:
-            message = screen(delivery.topic, delivery.payload, tags)
+            message = screen(delivery.topic, delivery.payload, tags, delivery.user_properties)
             if isinstance(message, Ignored):
                 continue
             if isinstance(message, Refused):
@@ -364,15 +363,14 @@ class IngestService:
         connection = self._connection
         if connection is None:
             return False
-        payload = refusal.delivery.payload
-        letter = DeadLetter(
-            reason=refusal.reason,
-            detail=refusal.detail[:2_000],
-            topic=refusal.delivery.topic,
-            payload_b64=base64.b64encode(payload).decode(),
-            payload_bytes=len(payload),
-            received_at=datetime.now(UTC),
+        delivery = refusal.delivery
+        letter = dead_letter(
+            refusal.reason,
+            refusal.detail,
+            delivery.topic,
+            delivery.payload,
             service=SERVICE_NAME,
+            received_at=datetime.now(UTC),
         )
         try:
             await connection.publish_confirmed(dead_letter_topic(refusal.reason), encode(letter))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from aedfleet.contract import IDENTITY_PROPERTY
 from aedfleet.mqtt import (
     KeepAliveTicker,
     MqttConnectError,
@@ -17,6 +18,7 @@ from aedfleet.mqtt import (
     TlsSettings,
 )
 from tests.brokers import MosquittoBroker, TlsFiles, make_test_pki
+from tests.recorder import Recorder, eventually
 from tests.scripted_hardware import ScriptedHardware
 from tests.test_agent_broker import running_agent
 
@@ -54,6 +56,22 @@ async def test_agent_connects_over_tls_with_a_password(
     ) as agent:
         await asyncio.wait_for(agent.connected.wait(), 10)
         await asyncio.wait_for(_until(lambda: agent.stats.acknowledged >= 3), 10)
+
+
+async def test_every_message_names_the_login_it_was_published_under(
+    secure_broker: MosquittoBroker, pki: TlsFiles, ticker: KeepAliveTicker, tmp_path: Path
+) -> None:
+    settings = secure_settings(secure_broker, pki.ca_cert, "s3cret-7")
+    async with (
+        Recorder(settings, ticker, "aed/v1/CAB-T1/#", "witness") as witness,
+        running_agent("CAB-T1", settings, ticker, tmp_path / "o.db", ScriptedHardware()) as agent,
+    ):
+        await asyncio.wait_for(_until(lambda: agent.stats.acknowledged >= 3), 10)
+        await eventually(lambda: len(witness.messages) >= 3, 10, "nothing reached the witness")
+    channels = {message.topic.rsplit("/", 1)[1] for message in witness.messages}
+    assert {"birth", "status"} <= channels
+    for message in witness.messages:
+        assert message.user_properties == ((IDENTITY_PROPERTY, "cabinet-7"),), message.topic
 
 
 async def test_a_wrong_password_is_refused_with_a_clear_error(

@@ -7,6 +7,7 @@ or as ``aedfleet dispatch`` in a subprocess that is killed with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -24,15 +25,19 @@ import pytest
 
 from aedfleet.clock import ScaledClock
 from aedfleet.contract import (
+    IDENTITY_PROPERTY,
     Channel,
     Consumables,
     ConsumablesSource,
+    DeadLetter,
     DispatchEvent,
     Event,
     EventType,
+    Reason,
     Selftest,
     SelftestKind,
     SelftestResult,
+    dead_letter_topic,
     decode_cabinet_message,
     dispatch_event_id,
     dispatch_subscription,
@@ -40,7 +45,7 @@ from aedfleet.contract import (
     subscription,
     topic,
 )
-from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttSettings
+from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection, MqttSettings
 from dispatch.config import DispatchSettings
 from dispatch.formats import cap_identifier
 from dispatch.outbox import DeliveryStatus, DispatchOutbox
@@ -195,7 +200,8 @@ async def test_a_fleet_opening_doors_reaches_every_endpoint_once_with_the_right_
         fault_rates={},
     )
     ids = [scenario.cabinet_id(index) for index in range(size)]
-    registered = ids[:-1]  # the last cabinet is not in the registry
+    registered = ids[:-1]  # the last cabinet is not in the registry: refused by default
+    stranger = ids[-1]
     store_url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
     values = seed(store_url, registered)
     seed_readiness(store_url, registered)
@@ -228,17 +234,26 @@ async def test_a_fleet_opening_doors_reaches_every_endpoint_once_with_the_right_
         async with (
             Recorder(mqtt, ticker, subscription(Channel.EVENT), "witness") as witness,
             Recorder(mqtt, ticker, dispatch_subscription(), "bridge") as bridge,
+            Recorder(mqtt, ticker, dead_letter_topic(Reason.UNKNOWN_CABINET), "parked") as parked,
             running(DispatchService(settings)) as service,
         ):
             await fleet.run(duration_s=20)
             sent: dict[str, Event] = {}
+            refused: set[tuple[str, int]] = set()
             for message in witness.messages:
                 decoded = decode_cabinet_message(message.topic, message.payload)
-                if isinstance(decoded, Event) and decoded.event in DISPATCHED:
+                if isinstance(decoded, Event) and decoded.cabinet_id == stranger:
+                    refused.add((decoded.boot_id, decoded.seq))
+                elif isinstance(decoded, Event) and decoded.event in DISPATCHED:
                     sent[event_key(decoded)] = decoded
             assert any(e.event is EventType.DOOR_OPENED for e in sent.values())
             assert any(e.event is EventType.AED_REMOVED for e in sent.values())
-            assert any(e.cabinet_id == ids[-1] for e in sent.values())
+            assert refused, "the unregistered cabinet sent no event"
+            await eventually(
+                lambda: parked_events(parked.messages) == refused,
+                60,
+                "not every event of the unregistered cabinet was dead-lettered",
+            )
             await eventually(
                 lambda: set(reported(json_receiver.arrivals)) == set(sent),
                 60,
@@ -263,6 +278,12 @@ async def test_a_fleet_opening_doors_reaches_every_endpoint_once_with_the_right_
     assert len(keys) == len(set(keys))
     assert sorted(reported(json_receiver.arrivals)) == sorted(sent)
     check_order(json_receiver.arrivals)
+    assert all(arrival.event().cabinet_id != stranger for arrival in json_receiver.arrivals)
+    refusals = service.metrics.registry.get_sample_value(
+        "aedfleet_dispatch_refused_events_total", {"reason": "unknown_cabinet"}
+    )
+    assert refusals is not None
+    assert refusals >= len(refused)
     for arrival in json_receiver.arrivals:
         event = arrival.event()
         newest = sent[event.event_id]
@@ -270,11 +291,6 @@ async def test_a_fleet_opening_doors_reaches_every_endpoint_once_with_the_right_
         assert event.device_ts == newest.ts
         assert event.idempotency_key.boot_id == newest.boot_id
         assert event.idempotency_key.seq == newest.seq
-        if event.cabinet_id not in cabinets:
-            assert not event.registered
-            assert event.location.latitude is None
-            assert event.captain is None
-            continue
         cabinet = cabinets[event.cabinet_id]
         assert event.registered
         assert event.location.latitude == cabinet.latitude
@@ -446,7 +462,75 @@ async def test_an_endpoint_outage_delays_but_loses_reorders_and_repeats_nothing(
 
 
 @pytest.mark.timeout(120)
-async def test_held_updates_and_unregistered_cabinets_are_dispatched(
+@pytest.mark.timeout(120)
+async def test_an_event_published_under_another_cabinets_login_is_refused(
+    broker: MosquittoBroker, ticker: KeepAliveTicker, tmp_path: Path
+) -> None:
+    store_url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    seed(store_url, ["cab-a", "cab-b"])
+    mqtt = broker_settings(broker)
+
+    def door_opened(cabinet_id: str, seq: int) -> bytes:
+        return encode(
+            Event(
+                v=1,
+                cabinet_id=cabinet_id,
+                boot_id="e" * 32,
+                seq=seq,
+                ts=datetime.now(UTC),
+                event=EventType.DOOR_OPENED,
+            )
+        )
+
+    async with DispatchReceiver() as receiver:
+        settings = service_settings(
+            broker, store_url, [endpoint("cc", receiver.url())], republish={"enabled": False}
+        )
+        parked_filter = dead_letter_topic(Reason.IDENTITY_MISMATCH)
+        async with (
+            Recorder(mqtt, ticker, parked_filter, "parked") as parked,
+            running(DispatchService(settings)) as service,
+            MqttConnection(
+                mqtt, "aed-cab-a", ticker, user_properties=((IDENTITY_PROPERTY, "cab-a"),)
+            ) as cabinet_a,
+            MqttConnection(
+                mqtt, "aed-cab-b", ticker, user_properties=((IDENTITY_PROPERTY, "cab-b"),)
+            ) as cabinet_b,
+        ):
+            # cab-a's login speaks for cab-b: a false door alert, with a matching payload.
+            await cabinet_a.publish_confirmed(
+                topic("cab-b", Channel.EVENT), door_opened("cab-b", 1)
+            )
+            await eventually(lambda: len(parked.messages) == 1, 20, "the spoof was not parked")
+            await cabinet_b.publish_confirmed(
+                topic("cab-b", Channel.EVENT), door_opened("cab-b", 2)
+            )
+            await eventually(lambda: len(receiver.arrivals) == 1, 20, "cab-b's own event is lost")
+    letter = DeadLetter.model_validate_json(parked.messages[0].payload)
+    assert letter.service == "dispatch"
+    assert letter.topic == topic("cab-b", Channel.EVENT)
+    assert "'cab-a'" in letter.detail
+    (arrival,) = receiver.arrivals
+    assert arrival.event().idempotency_key.seq == 2
+    refusals = service.metrics.registry.get_sample_value(
+        "aedfleet_dispatch_refused_events_total", {"reason": "identity_mismatch"}
+    )
+    assert refusals == 1
+
+
+def parked_events(letters: Iterable[InboundMessage]) -> set[tuple[str, int]]:
+    """(boot id, seq) of the events the dispatch service dead-lettered."""
+    parked = set()
+    for message in letters:
+        letter = DeadLetter.model_validate_json(message.payload)
+        if letter.service == "dispatch":
+            event = decode_cabinet_message(letter.topic, base64.b64decode(letter.payload_b64))
+            assert isinstance(event, Event)
+            parked.add((event.boot_id, event.seq))
+    return parked
+
+
+async def test_held_updates_and_unregistered_cabinets_are_dispatched_when_configured(
     broker: MosquittoBroker, ticker: KeepAliveTicker, tmp_path: Path
 ) -> None:
     store_url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
@@ -458,6 +542,7 @@ async def test_held_updates_and_unregistered_cabinets_are_dispatched(
             [endpoint("cc", receiver.url())],
             coalescing={"min_update_interval_s": 2},
             republish={"enabled": False},
+            unregistered_cabinets="dispatch",
         )
         cabinets = Cabinets(broker_settings(broker), ticker, ["known-1", "stranger-9"])
         async with running(DispatchService(settings)):

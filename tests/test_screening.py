@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aedfleet.contract import (
+    IDENTITY_PROPERTY,
     Channel,
     CmdResult,
     ConnectionState,
@@ -50,6 +51,34 @@ def test_a_valid_event_is_accepted() -> None:
     result = screen("aed/v1/SZ-0001/event", json.dumps(EVENT).encode(), KNOWN)
     assert not isinstance(result, Refused | Ignored)
     assert result.seq == 5
+
+
+def test_a_message_published_under_another_login_is_refused() -> None:
+    payload = json.dumps(EVENT).encode()
+    spoofed = screen("aed/v1/SZ-0001/event", payload, KNOWN, ((IDENTITY_PROPERTY, "SZ-0002"),))
+    assert isinstance(spoofed, Refused)
+    assert spoofed.reason is Reason.IDENTITY_MISMATCH
+    assert "'SZ-0002'" in spoofed.detail
+
+
+@given(
+    other_login=st.text(min_size=1, max_size=70).filter(lambda login: login != "SZ-0001"),
+    first=st.booleans(),
+)
+def test_no_second_identity_outvotes_a_mismatch(other_login: str, first: bool) -> None:
+    own = (IDENTITY_PROPERTY, "SZ-0001")
+    other = (IDENTITY_PROPERTY, other_login)
+    properties = (other, own) if first else (own, other)
+    result = screen("aed/v1/SZ-0001/event", json.dumps(EVENT).encode(), KNOWN, properties)
+    assert isinstance(result, Refused)
+    assert result.reason is Reason.IDENTITY_MISMATCH
+
+
+def test_the_own_login_or_none_at_all_is_accepted() -> None:
+    payload = json.dumps(EVENT).encode()
+    for properties in [(), ((IDENTITY_PROPERTY, "SZ-0001"),), (("site", "SZ-0002"),)]:
+        result = screen("aed/v1/SZ-0001/event", payload, KNOWN, properties)
+        assert not isinstance(result, Refused | Ignored), properties
 
 
 def test_commands_are_ignored_not_refused() -> None:
