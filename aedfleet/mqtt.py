@@ -112,6 +112,9 @@ class InboundMessage:
     qos: int
     retain: bool
     mid: int = 0
+    # MQTT 5 User Property pairs (name, value) in the order sent; filled by the
+    # consumer connection (aedfleet.mqtt_consumer), empty from this paho adapter.
+    user_properties: tuple[tuple[str, str], ...] = ()
 
 
 class KeepAliveTicker:
