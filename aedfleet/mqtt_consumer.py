@@ -9,8 +9,8 @@ decodes faster but defers a PUBACK only by running ``on_message`` as an asyncio 
 delivery that returns the reason code later. This module instead:
 
 - decodes every packet a read returned in one pass, a few slices per PUBLISH (its
-  properties are skipped by length: no topic alias maximum is announced, so the broker
-  never replaces a topic by an alias);
+  properties are parsed only when it has any, for its User Properties; no topic alias
+  maximum is announced, so the broker never replaces a topic by an alias);
 - hands the deliveries of one read to ``on_messages`` as one list;
 - queues PUBACKs and writes all of those of one loop iteration in one ``send``.
 
@@ -127,6 +127,7 @@ _PROPERTY_KINDS: Final = {
 _SERVER_KEEP_ALIVE: Final = 0x13
 _RECEIVE_MAXIMUM: Final = 0x21
 _REASON_STRING: Final = 0x1F
+_USER_PROPERTY: Final = 0x26
 
 
 class MqttProtocolError(MqttError):
@@ -188,69 +189,97 @@ def _remaining_length(data: bytes, position: int, end: int) -> tuple[int, int] |
     raise MqttProtocolError("a remaining length is longer than four bytes")
 
 
-def _read_properties(data: bytes, position: int) -> tuple[dict[int, object], int]:
-    """The properties at ``position`` (last value wins) and the position after them."""
-    length, position = _read_variable_integer(data, position, len(data))
-    end = position + length
-    if end > len(data):
+_FIXED_SIZES: Final = {_BYTE: 1, _TWO: 2, _FOUR: 4}
+
+
+def _read_properties(data: bytes, position: int, end: int) -> tuple[dict[int, object], int]:
+    """The properties at ``position`` of a packet ending at ``end`` and the position after
+    them. The last value of a property wins, except User Properties (0x26): their
+    (name, value) pairs are kept in order, as a list."""
+    length, position = _read_variable_integer(data, position, end)
+    stop = position + length
+    if stop > end:
         raise MqttProtocolError("properties run past their packet")
     found: dict[int, object] = {}
-    while position < end:
+    pairs: list[tuple[str, str]] = []
+    while position < stop:
         identifier = data[position]
         kind = _PROPERTY_KINDS.get(identifier)
         position += 1
         value: object
-        if kind == _BYTE:
-            value, position = data[position], position + 1
-        elif kind == _TWO:
-            value, position = int.from_bytes(data[position : position + 2], "big"), position + 2
-        elif kind == _FOUR:
-            value, position = int.from_bytes(data[position : position + 4], "big"), position + 4
-        elif kind == _VARIABLE:
-            value, position = _read_variable_integer(data, position, end)
-        elif kind in (_TEXT, _BINARY, _PAIR):
-            value, position = _read_binary(data, position, end)
-            if kind == _PAIR:
-                second, position = _read_binary(data, position, end)
-                value = (value, second)
-        else:
+        if kind is None:
             raise MqttProtocolError(f"unknown property 0x{identifier:02X}")
-        if position > end:
-            raise MqttProtocolError(f"property 0x{identifier:02X} runs past its packet")
+        size = _FIXED_SIZES.get(kind)
+        if size is not None:
+            if position + size > stop:
+                raise MqttProtocolError(f"property 0x{identifier:02X} runs past its packet")
+            value = int.from_bytes(data[position : position + size], "big")
+            position += size
+        elif kind == _VARIABLE:
+            value, position = _read_variable_integer(data, position, stop)
+        elif kind == _BINARY:
+            value, position = _read_binary(data, position, stop)
+        elif kind == _TEXT:
+            raw, position = _read_binary(data, position, stop)
+            value = _utf8(raw, identifier)
+        else:
+            name, position = _read_binary(data, position, stop)
+            text, position = _read_binary(data, position, stop)
+            pairs.append((_utf8(name, identifier), _utf8(text, identifier)))
+            continue
         found[identifier] = value
-    return found, end
+    if pairs:
+        found[_USER_PROPERTY] = pairs
+    return found, stop
+
+
+def _utf8(raw: bytes, identifier: int) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise MqttProtocolError(f"property 0x{identifier:02X} is not UTF-8") from None
 
 
 def _read_binary(data: bytes, position: int, end: int) -> tuple[bytes, int]:
-    stop = position + 2 + int.from_bytes(data[position : position + 2], "big")
+    if position + 2 > end:
+        raise MqttProtocolError("a string's length runs past its packet")
+    stop = position + 2 + (data[position] << 8 | data[position + 1])
     if stop > end:
         raise MqttProtocolError("a string runs past its packet")
     return data[position + 2 : stop], stop
 
 
+def _user_properties(properties: dict[int, object]) -> tuple[tuple[str, str], ...]:
+    pairs = properties.get(_USER_PROPERTY)
+    return tuple(pairs) if isinstance(pairs, list) else ()
+
+
 def _publish(first: int, data: bytes, start: int, stop: int) -> InboundMessage:
     """The delivery in the PUBLISH whose body is ``data[start:stop]`` (the hot path)."""
     qos = (first >> 1) & 0x03
-    topic_end = start + 2 + (data[start] << 8 | data[start + 1])
     if qos > 1:
         raise MqttProtocolError(f"a QoS {qos} delivery; subscriptions are QoS 0 or 1")
+    if stop - start < 2:
+        raise MqttProtocolError("a PUBLISH ends inside its topic length")
+    topic_end = start + 2 + (data[start] << 8 | data[start + 1])
     cursor = topic_end + 2 * qos
     if cursor >= stop:
         raise MqttProtocolError("a PUBLISH ends inside its header")
     packet_id = data[topic_end] << 8 | data[topic_end + 1] if qos else 0
-    properties = data[cursor]
-    if properties & 0x80:
-        properties, cursor = _read_variable_integer(data, cursor, stop)
-        cursor += properties
+    user_properties: tuple[tuple[str, str], ...] = ()
+    if data[cursor]:
+        # Properties are rare on this path (the edge sends none); only then are they parsed.
+        properties, cursor = _read_properties(data, cursor, stop)
+        user_properties = _user_properties(properties)
     else:
-        cursor += 1 + properties
-    if cursor > stop:
-        raise MqttProtocolError("a PUBLISH's properties run past it")
+        cursor += 1
     try:
         topic = data[start + 2 : topic_end].decode()
     except UnicodeDecodeError:
         raise MqttProtocolError("a topic name is not UTF-8") from None
-    return InboundMessage(topic, data[cursor:stop], qos, bool(first & 0x01), packet_id)
+    return InboundMessage(
+        topic, data[cursor:stop], qos, bool(first & 0x01), packet_id, user_properties
+    )
 
 
 def _reason_text(properties: dict[int, object]) -> str:
@@ -632,7 +661,7 @@ class ConsumerConnection:
             return
         elif kind == _DISCONNECT:
             code = body[0] if body else 0
-            properties = _read_properties(body, 1)[0] if len(body) > 1 else {}
+            properties = _read_properties(body, 1, len(body))[0] if len(body) > 1 else {}
             self._finish(
                 f"disconnected by {self.settings.endpoint}: "
                 f"{_reason_name(code)}{_reason_text(properties)}"
@@ -646,7 +675,7 @@ class ConsumerConnection:
         if len(body) < 2:
             raise MqttProtocolError("CONNACK is too short")
         session_present, code = bool(body[0] & 0x01), body[1]
-        properties = _read_properties(body, 2)[0] if len(body) > 2 else {}
+        properties = _read_properties(body, 2, len(body))[0] if len(body) > 2 else {}
         if code >= 0x80:
             self._connected.set_exception(
                 MqttConnectError(

@@ -8,9 +8,13 @@ import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pydantic import SecretStr
 
 from aedfleet.mqtt import (
@@ -105,8 +109,15 @@ async def test_any_split_of_the_stream_decodes_to_the_same_deliveries(
     for start, stop in itertools.pairwise(edges):
         connection._data_received(stream[start:stop])
     assert collected.messages == [
-        InboundMessage(topic, payload, 1 if packet_id else 0, retain, packet_id)
-        for topic, payload, packet_id, retain, _ in sent
+        InboundMessage(
+            topic,
+            payload,
+            1 if packet_id else 0,
+            retain,
+            packet_id,
+            (("k", "vv"),) if properties else (),
+        )
+        for topic, payload, packet_id, retain, properties in sent
     ]
     assert connection.is_connected
 
@@ -171,6 +182,57 @@ async def publisher(
 async def publish_all(publisher: ConsumerConnection, count: int, topic: str = "t/a") -> None:
     for index in range(count):
         await publisher.publish_confirmed(topic, f"m{index}".encode())
+
+
+def paho_publish(
+    broker: MosquittoBroker, messages: list[tuple[str, bytes, list[tuple[str, str]]]]
+) -> None:
+    """Publish with a third-party client (paho, blocking: run it in a thread) at QoS 1,
+    each message with its User Properties, and wait until the broker has them all."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="paho-publisher", protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        for topic, payload, user_properties in messages:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if user_properties:
+                properties.UserProperty = user_properties
+            client.publish(topic, payload, qos=1, properties=properties).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def test_user_properties_of_a_publish_reach_the_delivery(broker: MosquittoBroker) -> None:
+    collected = Collected()
+    async with consumer(broker, "props", collected) as connection:
+        await connection.subscribe("t/#", qos=1)
+        pairs = [("trace", "a1b2"), ("trace", "second value"), ("édition", "ü 中")]
+        await asyncio.to_thread(
+            paho_publish, broker, [("t/with", b"one", pairs), ("t/without", b"two", [])]
+        )
+        await eventually(lambda: len(collected.messages) == 2, 10, "both deliveries")
+        connection.ack_many(collected.messages)
+    with_pairs, without = collected.messages
+    assert (with_pairs.topic, with_pairs.payload) == ("t/with", b"one")
+    assert with_pairs.user_properties == tuple(pairs)
+    assert (without.topic, without.user_properties) == ("t/without", ())
+
+
+async def test_user_properties_are_decoded_among_other_properties() -> None:
+    collected = Collected()
+    connection = connected_decoder(collected)
+    user = b"\x26\x00\x01a\x00\x01b" + b"\x26\x00\x01a\x00\x00"
+    connection._data_received(
+        publish_packet("t", b"x", 7, properties=SOME_PROPERTIES + user)
+        + publish_packet("t", b"y", 8, properties=b"\x02\x00\x00\x00\x3c")
+    )
+    first, second = collected.messages
+    assert first.user_properties == (("k", "vv"), ("a", "b"), ("a", ""))
+    assert first.payload == b"x"
+    assert (second.payload, second.user_properties) == (b"y", ())
 
 
 async def test_unacknowledged_deliveries_come_again_in_the_resumed_session(
