@@ -77,6 +77,11 @@ class Condition(_Value):
     blocks_readiness: bool = Field(
         default=True, description="False for advance notices: the AED is still usable"
     )
+    over: bool = Field(
+        default=False,
+        description="The event is over (the door closed again, the AED put back): the "
+        "condition is news of it, not a state that holds (see alerting.lifecycle)",
+    )
 
 
 class AlarmState(StrEnum):

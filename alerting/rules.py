@@ -23,8 +23,10 @@ How each condition is found, and its ``since``:
 
 - door opened / AED removed: immediately, since the ``door_opened`` / ``aed_removed``
   (see :class:`~alerting.facts.Track`); the open door blocks readiness only once it has been
-  open for the inspection allowance. AED not returned: at removal + the allowed time.
-  Post-use check: from the return until a passing self-test and new pads.
+  open for the inspection allowance. A door already closed again (an AED already back)
+  is reported ``over`` for ``event_hold`` after its opening (see :func:`_recent_onset`).
+  AED not returned: at removal + the allowed time. Post-use check: from the return until
+  a passing self-test and new pads.
 - self-test failed, fault codes: from the last self-test. Ready indicator off: from the
   heartbeats, and not while the AED is out of its cabinet (nobody can see its light; the
   removal alarm says what is wrong).
@@ -122,6 +124,7 @@ class _Evaluation:
         detail: str,
         *,
         blocks_readiness: bool = True,
+        over: bool = False,
     ) -> None:
         if len(detail) > _DETAIL_LIMIT:
             detail = detail[: _DETAIL_LIMIT - 1] + "…"
@@ -133,6 +136,7 @@ class _Evaluation:
                 since=since,
                 detail=detail,
                 blocks_readiness=blocks_readiness,
+                over=over,
             )
         )
 
@@ -156,8 +160,10 @@ def _recent_onset(e: _Evaluation, track: Track) -> datetime | None:
     """The device time of the last opening or removal event, while it is news.
 
     A door opened and closed (an AED taken and put back) between two evaluations leaves
-    no open door to see, yet someone opened it: the event itself holds its alarm for
-    ``event_hold`` so that the captain hears of it.
+    no open door to see, yet someone opened it: the event itself is news for
+    ``event_hold``, reported as a condition that is ``over``, so that the captain hears
+    of it. The lifecycle raises it only when no alarm was raised for that opening (it
+    was seen open), and resolves at once an alarm raised while the door was open.
     """
     onset = track.last_onset
     if (
@@ -188,6 +194,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             onset,
             f"door opened at {_utc(onset)} and closed again",
             blocks_readiness=False,
+            over=True,
         )
     removed = _since(
         e.facts.aed_out,
@@ -201,6 +208,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             onset,
             f"AED taken at {_utc(onset)} and put back",
             blocks_readiness=False,
+            over=True,
         )
     if removed is not None:
         e.add(

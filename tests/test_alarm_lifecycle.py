@@ -29,6 +29,7 @@ from alerting.lifecycle import (
     Update,
     acknowledge,
     apply_change,
+    news_to_check,
     raise_alarm,
     reconcile,
     resolve,
@@ -150,6 +151,57 @@ def test_presence_alarms_resolve_as_soon_as_they_clear(alarm_type: AlarmType) ->
     assert reconcile(by_type(held), [], minutes(0.1), HYSTERESIS) == (
         Resolve(alarm_id=1, type=alarm_type),
     )
+
+
+# An AED taken at T0 and put back: the rules report the removal as over for a while.
+STATE_DETAIL = "AED out of its cabinet since 2025-03-01 08:00 UTC"
+NEWS_DETAIL = "AED taken at 2025-03-01 08:00 UTC and put back"
+
+
+def put_back(since: datetime = T0) -> Condition:
+    return Condition(
+        cabinet_id=CABINET,
+        type=AlarmType.AED_REMOVED,
+        severity=Severity.CRITICAL,
+        since=since,
+        detail=NEWS_DETAIL if since == T0 else f"AED taken at {since} and put back",
+        blocks_readiness=False,
+        over=True,
+    )
+
+
+def test_an_aed_put_back_resolves_the_removal_alarm_at_the_return_itself() -> None:
+    # The alarm was raised while the AED was out; the return is news of an event that
+    # is over, and it ends that alarm at once rather than keeping it for the news.
+    out = alarm(AlarmType.AED_REMOVED, Severity.CRITICAL, detail=STATE_DETAIL)
+    assert reconcile(by_type(out), [put_back()], minutes(0.5), HYSTERESIS) == (
+        Resolve(alarm_id=1, type=AlarmType.AED_REMOVED),
+    )
+    # With a hold configured for the type, the return starts it like an absent condition.
+    held = Hysteresis(holds={AlarmType.AED_REMOVED: timedelta(minutes=1)})
+    assert reconcile(by_type(out), [put_back()], minutes(0.5), held) == (
+        ClearSeen(alarm_id=1, type=AlarmType.AED_REMOVED),
+    )
+
+
+def test_an_event_already_over_is_raised_once_as_news() -> None:
+    # Taken and put back before any evaluation saw it out: news, raised once.
+    news = put_back()
+    assert reconcile({}, [news], minutes(0.5), HYSTERESIS) == (Raise(condition=news),)
+    assert reconcile({}, [news], minutes(0.5), HYSTERESIS, {AlarmType.AED_REMOVED: T0}) == ()
+    # The alarm raised for the news lasts while the rules report it.
+    told = alarm(AlarmType.AED_REMOVED, Severity.CRITICAL, detail=NEWS_DETAIL)
+    assert reconcile(by_type(told), [news], minutes(1), HYSTERESIS) == ()
+    # A later opening is news again, and updates an alarm of an earlier one.
+    later = put_back(minutes(1))
+    assert reconcile({}, [later], minutes(1.5), HYSTERESIS, {AlarmType.AED_REMOVED: T0}) == (
+        Raise(condition=later),
+    )
+    assert [
+        type(change) for change in reconcile(by_type(told), [later], minutes(1.5), HYSTERESIS)
+    ] == [Update]
+    assert news_to_check(by_type(told), [news]) == frozenset()
+    assert news_to_check({}, [news, condition()]) == {AlarmType.AED_REMOVED}
 
 
 def test_hold_times_are_configurable_per_type() -> None:

@@ -42,6 +42,7 @@ from alerting.model import (
 from alerting.notifiers.base import Channel
 from alerting.notifiers.delivery import Attempt, DeliveryReport
 from alerting.quiet import QuietSettings
+from alerting.rule_config import RuleConfig, Thresholds
 from alerting.store import AlarmStore
 from ingest.registry.models import Assignment, Cabinet, Language, Person, Registry, Role
 from ingest.store import StateStore
@@ -780,6 +781,76 @@ def test_resolution_is_told_to_everyone_delivered_a_page_and_nobody_else(
     assert recipients(news) == [BACKUP, CAPTAIN]
     assert {m.notice.kind for m in news} == {NoticeKind.RESOLVED}
     assert rig.engine.escalate(fitted + 60 * MINUTE) == 0
+
+
+PRESENCE = {
+    AlarmType.DOOR_OPENED: (EventType.DOOR_OPENED, EventType.DOOR_CLOSED),
+    AlarmType.AED_REMOVED: (EventType.AED_REMOVED, EventType.AED_RETURNED),
+}
+
+
+@pytest.mark.parametrize("alarm_type", list(PRESENCE))
+def test_a_presence_alarm_resolves_at_the_close_or_return_and_pages_nobody_after(
+    open_rig: OpenRig, alarm_type: AlarmType
+) -> None:
+    # A long event hold makes the old fault plain: the alarm outlived the return by the
+    # hold, and its escalation went on to the backup and the coordinator.
+    rules = RuleConfig(thresholds=Thresholds(event_hold=timedelta(hours=1)))
+    rig = open_rig(settings=alerting_settings(rules=rules))
+    device = Device()
+    healthy(rig, device)
+    onset, end = PRESENCE[alarm_type]
+    opened = T0 + MINUTE
+    rig.feed(opened, [device.event(opened, onset)])
+    alarm = rig.alarm(alarm_type)
+    assert rig.engine.escalate(opened) == 1
+    [to_captain] = rig.send(opened)
+    assert alarm_ids(to_captain) == [alarm.alarm_id]
+
+    back = opened + 9 * MINUTE
+    rig.feed(back, [device.event(back, end)])
+    resolved = rig.alarm(alarm_type)
+    assert resolved.alarm_id == alarm.alarm_id
+    assert resolved.state is AlarmState.RESOLVED
+    assert resolved.resolved_at == back
+    assert resolved.resolved_via is Via.AUTO
+    assert rig.told(alarm.alarm_id, NoticeKind.RESOLVED) == {CAPTAIN: NotificationState.PENDING}
+
+    # Two hours of scheduler ticks: no step of its escalation pages anyone, and the
+    # event, still news for the hold, raises no second alarm.
+    for minute in range(0, 120, 5):
+        now = back + minute * MINUTE
+        rig.engine.evaluate_due(now)
+        rig.engine.escalate(now)
+        rig.send(now)
+    pages = rig.notices(alarm.alarm_id, NoticeKind.PAGE)
+    assert [(n.person_id, n.created_at) for n in pages] == [(CAPTAIN, opened)]
+    assert [a.alarm_id for a in rig.alarms.alarms() if a.type is alarm_type] == [alarm.alarm_id]
+
+
+@pytest.mark.parametrize("alarm_type", list(PRESENCE))
+def test_an_opening_over_before_it_was_seen_pages_once_and_is_not_raised_again(
+    open_rig: OpenRig, alarm_type: AlarmType
+) -> None:
+    rig = open_rig()
+    device = Device()
+    healthy(rig, device)
+    onset, end = PRESENCE[alarm_type]
+    opened = T0 + MINUTE
+    rig.feed(opened + SECOND, [device.event(opened, onset), device.event(opened, end)])
+    news = rig.alarm(alarm_type)
+    assert news.state is AlarmState.RAISED
+    rig.engine.escalate(opened + SECOND)
+    assert rig.told(news.alarm_id, NoticeKind.PAGE) == {CAPTAIN: NotificationState.PENDING}
+
+    hold_ends = opened + rig.settings.rules.thresholds.event_hold
+    rig.engine.evaluate_due(hold_ends)
+    assert rig.alarm(alarm_type).state is AlarmState.RESOLVED
+    for minute in range(0, 60, 5):
+        rig.engine.evaluate_due(hold_ends + minute * MINUTE)
+        rig.engine.escalate(hold_ends + minute * MINUTE)
+    assert [a.alarm_id for a in rig.alarms.alarms() if a.type is alarm_type] == [news.alarm_id]
+    assert len(rig.notices(news.alarm_id, NoticeKind.PAGE)) == 1
 
 
 def test_a_condition_back_within_the_hold_carries_on_the_same_alarm_unpaged(

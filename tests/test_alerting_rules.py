@@ -115,10 +115,11 @@ def test_a_door_opened_and_closed_between_evaluations_still_alarms_for_the_event
         interval_s=SLOW,
     )
     door = found(messages, at(140))[AlarmType.DOOR_OPENED]
-    assert (door.severity, door.since, door.blocks_readiness) == (
+    assert (door.severity, door.since, door.blocks_readiness, door.over) == (
         Severity.CRITICAL,
         at(100),
         False,
+        True,
     )
     hold_ends = at(100 + 120)
     assert change(messages, at(140)) == hold_ends
@@ -134,6 +135,7 @@ def test_an_aed_taken_and_put_back_between_evaluations_still_alarms() -> None:
     )
     conditions = found(messages, at(150))
     assert conditions[AlarmType.AED_REMOVED].since == at(100)
+    assert conditions[AlarmType.AED_REMOVED].over
     assert not conditions[AlarmType.AED_REMOVED].blocks_readiness
     assert AlarmType.POST_USE_CHECK in conditions
     assert AlarmType.AED_REMOVED not in found(messages, at(220))
