@@ -29,6 +29,11 @@ is news: no alarm of its type was raised for that opening or a later one
 (``last_raised_for``). The alarm it raises keeps its detail ("opened and closed again")
 and lasts while the rules report it, so that the captain hears of an opening nobody saw.
 
+A condition ``covered_by`` another one reported with it (the ready light off after a
+failed self-test: one fault) raises no alarm of its own; an alarm of its type raised
+before the other condition came (the light went off first) carries on, so that nobody is
+told of a resolution while the AED is still not ready.
+
 A condition is only ever raised anew after its alarm resolved. In particular, **a manual
 resolve of a condition that still holds is re-raised by the next evaluation**: the
 condition is real, and a person closing the alarm does not fix the cabinet. Whoever
@@ -200,7 +205,11 @@ def reconcile(
         condition = holding.get(alarm_type)
         alarm = active.get(alarm_type)
         if alarm is None:
-            if condition is not None and _is_news(condition, raised_for.get(alarm_type)):
+            if (
+                condition is not None
+                and condition.covered_by not in holding
+                and _is_news(condition, raised_for.get(alarm_type))
+            ):
                 changes.append(Raise(condition=condition))
         elif condition is None or _ends(alarm, condition):
             changes.extend(_clearing(alarm, now, hysteresis.hold(alarm_type)))

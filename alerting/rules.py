@@ -27,9 +27,11 @@ How each condition is found, and its ``since``:
   is reported ``over`` for ``event_hold`` after its opening (see :func:`_recent_onset`).
   AED not returned: at removal + the allowed time. Post-use check: from the return until
   a passing self-test and new pads.
-- self-test failed, fault codes: from the last self-test. Ready indicator off: from the
-  heartbeats, and not while the AED is out of its cabinet (nobody can see its light; the
-  removal alarm says what is wrong).
+- self-test failed: from the last self-test, with its fault codes in the detail (one
+  fault, one alarm); fault codes: a self-test that passed yet reported codes. Ready
+  indicator off: from the heartbeats, and not while the AED is out of its cabinet
+  (nobody can see its light; the removal alarm says what is wrong); while the last
+  self-test failed it is ``covered_by`` that failure, the light's usual consequence.
 - pads missing, pads or battery expiring (a notice: does not block readiness) or expired:
   the AED's own report of its consumables, else the dates in the registry. Battery below
   the model's minimum: the heartbeat's level.
@@ -125,6 +127,7 @@ class _Evaluation:
         *,
         blocks_readiness: bool = True,
         over: bool = False,
+        covered_by: AlarmType | None = None,
     ) -> None:
         if len(detail) > _DETAIL_LIMIT:
             detail = detail[: _DETAIL_LIMIT - 1] + "…"
@@ -137,6 +140,7 @@ class _Evaluation:
                 detail=detail,
                 blocks_readiness=blocks_readiness,
                 over=over,
+                covered_by=covered_by,
             )
         )
 
@@ -238,21 +242,25 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
 
 def _aed_health(e: _Evaluation, twin: Twin, aed_out: bool) -> None:
     severities = e.rules.severities
+    failed = False
     if twin.selftest_ts is not None:
+        kind = twin.selftest_kind.value if twin.selftest_kind else "last"
+        codes = ", ".join(twin.selftest_fault_codes or ())
         if twin.selftest_result is SelftestResult.FAIL:
-            kind = twin.selftest_kind.value if twin.selftest_kind else "last"
+            failed = True
             e.add(
                 AlarmType.SELFTEST_FAILED,
                 severities.selftest_failed,
                 twin.selftest_ts,
-                f"{kind} self-test failed",
+                f"{kind} self-test failed, "
+                + (f"fault codes {codes}" if codes else "no fault code reported"),
             )
-        if twin.selftest_fault_codes:
+        elif codes:
             e.add(
                 AlarmType.FAULT_CODES,
                 severities.fault_codes,
                 twin.selftest_ts,
-                "fault codes " + ", ".join(twin.selftest_fault_codes),
+                f"{kind} self-test passed with fault codes {codes}",
             )
     not_ready = _since(
         e.facts.not_ready, None if twin.aed_ready is None else not twin.aed_ready, twin.heartbeat_ts
@@ -263,6 +271,7 @@ def _aed_health(e: _Evaluation, twin: Twin, aed_out: bool) -> None:
             severities.aed_not_ready,
             not_ready,
             "the AED's ready indicator is off",
+            covered_by=AlarmType.SELFTEST_FAILED if failed else None,
         )
     if twin.battery_pct is not None and twin.battery_pct < e.rules.aed.min_battery_pct:
         low = e.facts.battery_low.since or twin.heartbeat_ts

@@ -204,6 +204,20 @@ def test_an_event_already_over_is_raised_once_as_news() -> None:
     assert news_to_check({}, [news, condition()]) == {AlarmType.AED_REMOVED}
 
 
+def test_a_condition_covered_by_another_raises_no_alarm_but_one_raised_carries_on() -> None:
+    failed = condition(AlarmType.SELFTEST_FAILED, Severity.CRITICAL)
+    light_off = condition(AlarmType.AED_NOT_READY, Severity.CRITICAL).model_copy(
+        update={"covered_by": AlarmType.SELFTEST_FAILED}
+    )
+    assert reconcile({}, [failed, light_off], T0, HYSTERESIS) == (Raise(condition=failed),)
+    raised_first = alarm(AlarmType.AED_NOT_READY, Severity.CRITICAL)
+    assert reconcile(by_type(raised_first), [failed, light_off], T0, HYSTERESIS) == (
+        Raise(condition=failed),
+    )
+    # Alone (the other condition gone), it is a condition like any other.
+    assert reconcile({}, [light_off], T0, HYSTERESIS) == (Raise(condition=light_off),)
+
+
 def test_hold_times_are_configurable_per_type() -> None:
     hysteresis = Hysteresis(
         default_hold=timedelta(minutes=10), holds={AlarmType.OFFLINE: timedelta(0)}

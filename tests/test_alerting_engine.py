@@ -42,6 +42,7 @@ from alerting.model import (
 from alerting.notifiers.base import Channel
 from alerting.notifiers.delivery import Attempt, DeliveryReport
 from alerting.quiet import QuietSettings
+from alerting.render import Renderer
 from alerting.rule_config import RuleConfig, Thresholds
 from alerting.store import AlarmStore
 from ingest.registry.models import Assignment, Cabinet, Language, Person, Registry, Role
@@ -317,6 +318,53 @@ def test_a_failed_selftest_raises_a_critical_alarm_and_the_cabinet_is_not_ready(
     # The same batch again (a broker redelivery) changes nothing.
     rig.feed(at + SECOND, failed)
     assert [a.alarm_id for a in rig.alarms.alarms()] == [alarm.alarm_id]
+
+
+def test_a_failed_selftest_with_a_fault_code_is_one_alarm_one_page_naming_the_code(
+    open_rig: OpenRig,
+) -> None:
+    rig = open_rig()
+    device = Device()
+    healthy(rig, device)
+    failed = T0 + MINUTE
+    rig.feed(failed, [device.selftest(failed, passed=False, codes=("E-CIRCUIT",))])
+    # The AED's ready light goes off with the failure: the same fault, no alarm of its own.
+    rig.feed(failed + MINUTE, [device.heartbeat(failed + MINUTE, aed_ready=False)])
+
+    [alarm] = rig.alarms.alarms()
+    assert (alarm.type, alarm.severity) == (AlarmType.SELFTEST_FAILED, Severity.CRITICAL)
+    assert alarm.detail == "daily self-test failed, fault codes E-CIRCUIT"
+    assert rig.engine.escalate(failed + MINUTE) == 1
+    [page] = rig.send(failed + MINUTE)
+    assert alarm_ids(page) == [alarm.alarm_id]
+    rendered = Renderer().render(page.notice)
+    assert "E-CIRCUIT" in rendered.text
+    assert "E-CIRCUIT" in rendered.html
+    assert "E-CIRCUIT" in rendered.markdown
+    ready = rig.engine.cabinet_readiness(CABINET)
+    assert ready is not None
+    assert set(ready.reasons) == {AlarmType.SELFTEST_FAILED, AlarmType.AED_NOT_READY}
+
+    # One acknowledgement stops it all.
+    rig.engine.acknowledge(alarm.alarm_id, CAPTAIN, Via.API, failed + 2 * MINUTE)
+    assert rig.engine.escalate(failed + 60 * MINUTE) == 0
+
+
+def test_a_ready_light_off_before_the_selftest_failed_carries_on_unresolved(
+    open_rig: OpenRig,
+) -> None:
+    rig = open_rig()
+    device = Device()
+    healthy(rig, device)
+    off = T0 + MINUTE
+    rig.feed(off, [device.heartbeat(off, aed_ready=False)])
+    not_ready = rig.alarm(AlarmType.AED_NOT_READY)
+    failed = T0 + 5 * MINUTE
+    rig.feed(failed, [device.selftest(failed, passed=False, codes=("E-BATT",))])
+    rig.engine.evaluate_due(failed + 10 * MINUTE)
+    assert rig.types() == {AlarmType.AED_NOT_READY, AlarmType.SELFTEST_FAILED}
+    kept = rig.alarm(AlarmType.AED_NOT_READY)
+    assert (kept.alarm_id, kept.clear_since) == (not_ready.alarm_id, None)
 
 
 def test_a_backlog_being_drained_is_not_taken_for_silent_cabinets(open_rig: OpenRig) -> None:
