@@ -230,14 +230,21 @@ OpenRig = Callable[..., Rig]
 
 
 @pytest.fixture
-def open_rig(tmp_path: Path) -> Iterator[OpenRig]:
+def store_url(tmp_path: Path) -> str:
+    """The database of the test's rigs: a SQLite file of its own. A module that imports
+    :func:`open_rig` must import this fixture too, or define its own (PostgreSQL)."""
+    return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+
+
+@pytest.fixture
+def open_rig(store_url: str) -> Iterator[OpenRig]:
     """Opens engines on this test's database; the first call seeds the registry.
 
     Each call is one process: a second call on the same database is a restart (after
     kill -9, nothing of the first one's memory survives). ``store`` replaces the alarm
     store class (to make a process die at a chosen point).
     """
-    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    url = store_url
     opened: list[Rig] = []
 
     def open_one(
