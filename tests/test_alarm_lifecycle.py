@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aedfleet.contract import CabinetMessage, EventType
 from alerting.escalation import EscalationPolicies, EscalationState, advance, start
 from alerting.lifecycle import (
     CancelClear,
@@ -35,6 +36,13 @@ from alerting.lifecycle import (
     resolve,
 )
 from alerting.model import Alarm, AlarmState, AlarmType, Condition, Page, Severity, Via
+from alerting.rule_config import RuleConfig, Thresholds, rules_for
+from alerting.rules import evaluate as rules_evaluate
+from ingest.registry.models import Role
+from tests.alerting_rules_support import CAB, event
+from tests.alerting_rules_support import at as twin_at
+from tests.alerting_rules_support import state as fold_state
+from tests.test_alerting_rules import started
 
 CABINET = "SZ-0001"
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -535,3 +543,43 @@ def test_flapping_within_the_hold_time_raises_one_alarm_and_pages_once(
     assert len(memory.alarms) == 1
     first_pages = [page for _, page in memory.pages if page.round == 0 and page.step == 0]
     assert len(first_pages) <= 1
+
+
+# -- the rules and the lifecycle together, on an injected clock ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alarm_type", "onset", "end"),
+    [
+        (AlarmType.DOOR_OPENED, EventType.DOOR_OPENED, EventType.DOOR_CLOSED),
+        (AlarmType.AED_REMOVED, EventType.AED_REMOVED, EventType.AED_RETURNED),
+    ],
+)
+def test_an_opening_stops_paging_at_the_close_or_return_and_is_not_raised_again(
+    alarm_type: AlarmType, onset: EventType, end: EventType
+) -> None:
+    # A long event hold: the alarm used to outlive the return by it, paging up the chain.
+    rules = rules_for(CAB, RuleConfig(thresholds=Thresholds(event_hold=timedelta(hours=1))))
+    memory = MemoryAlarms()
+    opened, back = twin_at(60), twin_at(9 * 60)
+    messages: list[CabinetMessage] = started()
+    for second in range(0, 2 * 3600, 30):
+        now = twin_at(second)
+        if now == opened:
+            messages.append(event(0, 5, opened, onset))
+        if now == back:
+            messages.append(event(0, 6, back, end))
+        twin, facts = fold_state(messages, rules)
+        conditions = rules_evaluate(CAB, twin, facts, rules, now)
+        active = memory.active(CAB.cabinet_id)
+        last_raised = {
+            held.type: held.condition_since
+            for held in sorted(memory.alarms.values(), key=lambda held: held.condition_since)
+        }
+        memory.apply(reconcile(active, conditions, now, HYSTERESIS, last_raised), now)
+        memory.escalate(now)
+    [alarm] = [held for held in memory.alarms.values() if held.type is alarm_type]
+    assert alarm.resolved_at == back
+    assert [
+        (page.role, page.alarm_id) for _, page in memory.pages if page.alarm_id == alarm.alarm_id
+    ] == [(Role.CAPTAIN, alarm.alarm_id)]

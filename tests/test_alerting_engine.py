@@ -871,10 +871,11 @@ def test_a_presence_alarm_resolves_at_the_close_or_return_and_pages_nobody_after
     assert resolved.resolved_via is Via.AUTO
     assert rig.told(alarm.alarm_id, NoticeKind.RESOLVED) == {CAPTAIN: NotificationState.PENDING}
 
-    # Two hours of scheduler ticks: no step of its escalation pages anyone, and the
-    # event, still news for the hold, raises no second alarm.
+    # Two hours of heartbeats and scheduler ticks: no step of its escalation pages anyone,
+    # and the event, still news for the hold, raises no second alarm.
     for minute in range(0, 120, 5):
         now = back + minute * MINUTE
+        rig.feed(now, [device.heartbeat(now)])
         rig.engine.evaluate_due(now)
         rig.engine.escalate(now)
         rig.send(now)
@@ -899,11 +900,15 @@ def test_an_opening_over_before_it_was_seen_pages_once_and_is_not_raised_again(
     assert rig.told(news.alarm_id, NoticeKind.PAGE) == {CAPTAIN: NotificationState.PENDING}
 
     hold_ends = opened + rig.settings.rules.thresholds.event_hold
+    rig.feed(hold_ends - MINUTE, [device.heartbeat(hold_ends - MINUTE)])
+    assert rig.alarm(alarm_type).state is AlarmState.RAISED  # news lasts the hold
     rig.engine.evaluate_due(hold_ends)
     assert rig.alarm(alarm_type).state is AlarmState.RESOLVED
     for minute in range(0, 60, 5):
-        rig.engine.evaluate_due(hold_ends + minute * MINUTE)
-        rig.engine.escalate(hold_ends + minute * MINUTE)
+        now = hold_ends + minute * MINUTE
+        rig.feed(now, [device.heartbeat(now)])
+        rig.engine.evaluate_due(now)
+        rig.engine.escalate(now)
     assert [a.alarm_id for a in rig.alarms.alarms() if a.type is alarm_type] == [news.alarm_id]
     assert len(rig.notices(news.alarm_id, NoticeKind.PAGE)) == 1
 
