@@ -144,11 +144,14 @@ EXPECTED: Final[Mapping[Fault, frozenset[AlarmType]]] = MappingProxyType(
 _NOT_READY = "the AED's ready light goes off (it reports itself not ready)"
 _FAILS_SELFTEST = "the next daily self-test fails on it"
 # A failed self-test is one alarm that names its fault codes, and the ready light going
-# off after it is covered by that alarm (docs/alerting.md): a self-test failure has no
-# side effect, and neither fault_codes nor a second alarm follows a failed self-test.
+# off after it is covered by that alarm (docs/alerting.md): fault_codes never follows a
+# failed self-test, and the ready light only when its heartbeat overtook the report.
 SIDE_EFFECTS: Final[Mapping[Fault, Mapping[AlarmType, str]]] = MappingProxyType(
     {
-        Fault.SELFTEST_FAILURE: {},
+        Fault.SELFTEST_FAILURE: {
+            AlarmType.AED_NOT_READY: "a heartbeat with the ready light off reached the "
+            "service before the failed self-test's report",
+        },
         Fault.BATTERY_FAILURE: {
             AlarmType.AED_NOT_READY: "below 10 % " + _NOT_READY,
             AlarmType.SELFTEST_FAILED: _FAILS_SELFTEST + " (battery, E-BATT)",
