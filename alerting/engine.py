@@ -35,7 +35,7 @@ from aedfleet.contract import CabinetMessage
 from alerting.config import AlertingSettings
 from alerting.escalation import advance
 from alerting.facts import CabinetFacts, observe, with_inspection
-from alerting.lifecycle import reconcile
+from alerting.lifecycle import news_to_check, reconcile
 from alerting.links import LinkAction, LinkSigner
 from alerting.model import (
     Alarm,
@@ -250,7 +250,9 @@ class AlertingEngine:
                 cabinet_facts = with_inspection(cabinet_facts, inspections[cabinet_id])
             conditions = evaluate(cabinet, twin, cabinet_facts, rules, judged_at)
             held = active.get(cabinet_id, {})
-            changes = reconcile(held, conditions, now, self.settings.hysteresis)
+            news = news_to_check(held, conditions)
+            last_raised = self._alarms.last_raised_for(cabinet_id, news) if news else None
+            changes = reconcile(held, conditions, now, self.settings.hysteresis, last_raised)
             if changes:
                 self._applied(self._alarms.apply(cabinet_id, changes, now), now)
             self._note_readiness(cabinet_id, readiness(cabinet_id, conditions), now)

@@ -5,18 +5,24 @@ person's language that says which alarm or cabinet it is about and offers one bu
 only the button's POST acts. Mail and chat scanners fetch every link they see, and a
 GET that acknowledged would silence an alarm on behalf of nobody.
 
-API (``/api/v1/...``, bearer token from ``http.api_tokens``; off when none is set):
+API (``/api/v1/...``, bearer token from ``http.api_tokens``; off when none is set; every
+token may call every endpoint):
 
-- ``GET  /api/v1/alarms?state=raised&cabinet_id=X&limit=N``, ``GET /api/v1/alarms/{id}``
+- ``GET  /api/v1/alarms?state=raised&cabinet_id=X&limit=N`` (``limit`` 1 to
+  :data:`MAX_LIST_LIMIT`, default :data:`DEFAULT_LIST_LIMIT`), ``GET /api/v1/alarms/{id}``
   (with its history and notifications);
 - ``POST /api/v1/alarms/{id}/ack`` and ``/resolve`` with ``{"by": "person or system"}``;
 - ``POST /api/v1/inspections`` with an :class:`alerting.model.Inspection`;
 - ``GET  /api/v1/readiness`` (the fleet) and ``/api/v1/readiness/{cabinet_id}``;
-- ``GET  /api/v1/silences``, ``POST /api/v1/silences`` (a
+- ``GET  /api/v1/silences[?active=false]``, ``POST /api/v1/silences`` (a
   :class:`alerting.silences.SilenceRequest` plus ``created_by``), ``DELETE
   /api/v1/silences/{id}``.
 
 ``GET /healthz`` answers 200 once the service runs.
+
+Every query parameter is validated: an unknown one, one given twice or a bad value is a
+400 whose JSON names it (``{"error": ..., "parameter": "limit"}``), before the store is
+asked anything; so are ids in the path beyond what the store can hold.
 
 Every store call goes through the service's store thread (``call``); the handlers hold
 no state of their own.
@@ -34,9 +40,10 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from aedfleet.clock import Clock
+from aedfleet.contract import CabinetId
 from alerting.config import HttpSettings
 from alerting.engine import AlertingEngine
 from alerting.links import LinkAction, LinkClaim, LinkError, LinkSigner
@@ -50,6 +57,12 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 MAX_BODY_BYTES: Final = 64 * 1024
+DEFAULT_LIST_LIMIT: Final = 100
+MAX_LIST_LIMIT: Final = 10_000
+# Ids are 32-bit integers in the store (PostgreSQL's integer): a larger one names nothing.
+MAX_ID: Final = 2**31 - 1
+# How much of a bad parameter's value an error repeats.
+_ECHOED: Final = 100
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("alerting", "templates/web"),
@@ -77,6 +90,58 @@ class _Creator(BaseModel):
 
 class _SilenceCreation(SilenceRequest):
     created_by: str
+
+
+class _Query(BaseModel):
+    """An endpoint's query parameters; none but those it declares (the base: none)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Q = TypeVar("Q", bound=_Query)
+
+
+class _AlarmsQuery(_Query):
+    state: AlarmState | None = None
+    cabinet_id: CabinetId | None = None
+    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
+
+
+class _SilencesQuery(_Query):
+    active: bool = True
+
+
+class _BadParameterError(ValueError):
+    """A query or path parameter the API does not take as given."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        super().__init__(f"{parameter}: {problem}")
+        self.parameter = parameter
+
+
+def _query(request: web.Request, model: type[Q]) -> Q:
+    query = request.query
+    for name in query:
+        if len(query.getall(name)) > 1:
+            raise _BadParameterError(name, "given more than once")
+    try:
+        return model.model_validate(dict(query))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "query"
+        problem = (
+            "not a parameter of this endpoint"
+            if first["type"] == "extra_forbidden"
+            else f"{first['msg']}, not {str(first['input'])[:_ECHOED]!r}"
+        )
+        raise _BadParameterError(name, problem) from exc
+
+
+def _path_id(request: web.Request, name: str) -> int:
+    value = int(request.match_info[name])  # the route admits digits only
+    if value > MAX_ID:
+        raise _BadParameterError(name, f"must be at most {MAX_ID}")
+    return value
 
 
 def _json(document: object, status: int = 200) -> web.Response:
@@ -247,12 +312,17 @@ class AlertingHttp:
         return any(hmac.compare_digest(offered, known) for known in self._tokens)
 
     async def _api(
-        self, request: web.Request, work: Callable[[], Awaitable[web.Response]]
+        self,
+        request: web.Request,
+        work: Callable[[Q], Awaitable[web.Response]],
+        query: type[Q],
     ) -> web.Response:
         if not self._authorised(request):
             return _problem(401, "a valid bearer token is required")
         try:
-            return await work()
+            return await work(_query(request, query))
+        except _BadParameterError as exc:
+            return _json({"error": str(exc), "parameter": exc.parameter}, 400)
         except AlarmNotFoundError as exc:
             return _problem(404, str(exc))
         except TransitionRefusedError as exc:
@@ -270,22 +340,17 @@ class AlertingHttp:
         return result
 
     async def _list_alarms(self, request: web.Request) -> web.Response:
-        async def work() -> web.Response:
-            state = request.query.get("state")
+        async def work(query: _AlarmsQuery) -> web.Response:
             found = await self._call(
-                self._alarms.alarms,
-                AlarmState(state) if state else None,
-                request.query.get("cabinet_id"),
-                min(int(request.query.get("limit", "100")), 10_000),
+                self._alarms.alarms, query.state, query.cabinet_id, query.limit
             )
             return _json([alarm.model_dump(mode="json") for alarm in found])
 
-        return await self._api(request, work)
+        return await self._api(request, work, _AlarmsQuery)
 
     async def _show_alarm(self, request: web.Request) -> web.Response:
-        alarm_id = int(request.match_info["alarm_id"])
-
-        async def work() -> web.Response:
+        async def work(_: _Query) -> web.Response:
+            alarm_id = _path_id(request, "alarm_id")
             alarm = await self._call(self._alarms.alarm, alarm_id)
             if alarm is None:
                 raise AlarmNotFoundError(alarm_id)
@@ -299,7 +364,7 @@ class AlertingHttp:
                 }
             )
 
-        return await self._api(request, work)
+        return await self._api(request, work, _Query)
 
     async def _ack(self, request: web.Request) -> web.Response:
         return await self._act(request, self._engine.acknowledge)
@@ -308,55 +373,53 @@ class AlertingHttp:
         return await self._act(request, self._engine.resolve)
 
     async def _act(self, request: web.Request, action: Callable[..., Any]) -> web.Response:
-        alarm_id = int(request.match_info["alarm_id"])
-
-        async def work() -> web.Response:
+        async def work(_: _Query) -> web.Response:
+            alarm_id = _path_id(request, "alarm_id")
             creator = await self._body(request, _Creator)
             alarm = await self._call(action, alarm_id, creator.by, Via.API, self._clock.now())
             return _json(alarm.model_dump(mode="json"))
 
-        return await self._api(request, work)
+        return await self._api(request, work, _Query)
 
     async def _inspect(self, request: web.Request) -> web.Response:
-        async def work() -> web.Response:
+        async def work(_: _Query) -> web.Response:
             inspection = await self._body(request, Inspection)
             if self._engine.cabinet(inspection.cabinet_id) is None:
                 return _problem(404, f"cabinet {inspection.cabinet_id!r} is not in the registry")
             result = await self._call(self._engine.record_inspection, inspection, self._clock.now())
             return _json(result.model_dump(mode="json"), 201)
 
-        return await self._api(request, work)
+        return await self._api(request, work, _Query)
 
     async def _fleet_readiness(self, request: web.Request) -> web.Response:
-        async def work() -> web.Response:
+        async def work(_: _Query) -> web.Response:
             summary = await self._call(self._engine.fleet_readiness)
             return _json(summary.model_dump(mode="json"))
 
-        return await self._api(request, work)
+        return await self._api(request, work, _Query)
 
     async def _cabinet_readiness(self, request: web.Request) -> web.Response:
         cabinet_id = request.match_info["cabinet_id"]
 
-        async def work() -> web.Response:
+        async def work(_: _Query) -> web.Response:
             state = await self._call(self._engine.cabinet_readiness, cabinet_id)
             if state is None:
                 return _problem(404, f"cabinet {cabinet_id!r} is not known")
             return _json(state.model_dump(mode="json"))
 
-        return await self._api(request, work)
+        return await self._api(request, work, _Query)
 
     async def _list_silences(self, request: web.Request) -> web.Response:
-        async def work() -> web.Response:
-            active_only = request.query.get("active", "true") != "false"
+        async def work(query: _SilencesQuery) -> web.Response:
             found = await self._call(
-                self._alarms.silences, self._clock.now() if active_only else None
+                self._alarms.silences, self._clock.now() if query.active else None
             )
             return _json([silence.model_dump(mode="json") for silence in found])
 
-        return await self._api(request, work)
+        return await self._api(request, work, _SilencesQuery)
 
     async def _add_silence(self, request: web.Request) -> web.Response:
-        async def work() -> web.Response:
+        async def work(_: _Query) -> web.Response:
             creation = await self._body(request, _SilenceCreation)
             request_only = SilenceRequest.model_validate(
                 creation.model_dump(exclude={"created_by"})
@@ -374,12 +437,11 @@ class AlertingHttp:
             )
             return _json(silence.model_dump(mode="json"), 201)
 
-        return await self._api(request, work)
+        return await self._api(request, work, _Query)
 
     async def _end_silence(self, request: web.Request) -> web.Response:
-        silence_id = int(request.match_info["silence_id"])
-
-        async def work() -> web.Response:
+        async def work(_: _Query) -> web.Response:
+            silence_id = _path_id(request, "silence_id")
             # Silences are never deleted, so one not listed now never existed.
             known = await self._call(self._alarms.silences, None)
             if all(silence.silence_id != silence_id for silence in known):
@@ -387,7 +449,7 @@ class AlertingHttp:
             silence = await self._call(self._alarms.end_silence, silence_id, self._clock.now())
             return _json(silence.model_dump(mode="json"))
 
-        return await self._api(request, work)
+        return await self._api(request, work, _Query)
 
 
 def _date_field(value: object) -> date | None:

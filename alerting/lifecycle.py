@@ -20,6 +20,20 @@ Pure: every function takes ``now`` and returns values; the store applies the res
 - a condition back while its alarm is clear-seen → :class:`CancelClear`: the same alarm
   carries on, no new alarm and no new page. That is the flapping protection.
 
+A condition that is ``over`` (the door closed again, the AED put back, reported by the
+rules for a while after the opening; see :func:`alerting.rules._recent_onset`) is news of
+an event, not a state. It ends an alarm raised while the door was open or the AED out:
+that alarm clears as if the condition were absent, so it resolves at the close or return
+itself, and its escalation stops then. Without an active alarm it is raised only when it
+is news: no alarm of its type was raised for that opening or a later one
+(``last_raised_for``). The alarm it raises keeps its detail ("opened and closed again")
+and lasts while the rules report it, so that the captain hears of an opening nobody saw.
+
+A condition ``covered_by`` another one reported with it (the ready light off after a
+failed self-test: one fault) raises no alarm of its own; an alarm of its type raised
+before the other condition came (the light went off first) carries on, so that nobody is
+told of a resolution while the AED is still not ready.
+
 A condition is only ever raised anew after its alarm resolved. In particular, **a manual
 resolve of a condition that still holds is re-raised by the next evaluation**: the
 condition is real, and a person closing the alarm does not fix the cabinet. Whoever
@@ -68,6 +82,7 @@ __all__ = [
     "acknowledge",
     "apply_change",
     "escalation_effect",
+    "news_to_check",
     "raise_alarm",
     "reconcile",
     "resolve",
@@ -171,27 +186,66 @@ def reconcile(
     conditions: Sequence[Condition],
     now: datetime,
     hysteresis: Hysteresis,
+    last_raised_for: Mapping[AlarmType, datetime] | None = None,
 ) -> tuple[Change, ...]:
     """The changes that bring one cabinet's active alarms in line with its conditions.
 
     ``active`` holds the cabinet's unresolved alarms by type, ``conditions`` what its
-    rules report at ``now`` (at most one per type). Changes come in alarm type order, a
-    :class:`CancelClear` before the :class:`Update` of the same alarm.
+    rules report at ``now`` (at most one per type). ``last_raised_for`` holds, per type,
+    the newest ``condition_since`` of the cabinet's alarms, resolved ones included; only
+    the types of conditions that are ``over`` with no active alarm are looked up (see
+    :func:`news_to_check`). Changes come in alarm type order, a :class:`CancelClear`
+    before the :class:`Update` of the same alarm.
     """
     _check_input(active, conditions)
+    raised_for = last_raised_for or {}
     holding = {condition.type: condition for condition in conditions}
     changes: list[Change] = []
     for alarm_type in sorted(holding.keys() | active.keys(), key=_TYPE_ORDER.__getitem__):
         condition = holding.get(alarm_type)
         alarm = active.get(alarm_type)
         if alarm is None:
-            if condition is not None:
+            if (
+                condition is not None
+                and condition.covered_by not in holding
+                and _is_news(condition, raised_for.get(alarm_type))
+            ):
                 changes.append(Raise(condition=condition))
-        elif condition is None:
+        elif condition is None or _ends(alarm, condition):
             changes.extend(_clearing(alarm, now, hysteresis.hold(alarm_type)))
         else:
             changes.extend(_holding(alarm, condition))
     return tuple(changes)
+
+
+def news_to_check(
+    active: Mapping[AlarmType, Alarm], conditions: Sequence[Condition]
+) -> frozenset[AlarmType]:
+    """The types whose ``last_raised_for`` :func:`reconcile` needs: conditions that are
+    over and have no active alarm (rare, so the store is asked only then)."""
+    return frozenset(
+        condition.type
+        for condition in conditions
+        if condition.over and condition.type not in active
+    )
+
+
+def _is_news(condition: Condition, last_raised_for: datetime | None) -> bool:
+    """Whether the condition deserves a new alarm: a state always does, an event that is
+    over only when no alarm was raised for its opening (or a later one) already."""
+    return not condition.over or last_raised_for is None or condition.since > last_raised_for
+
+
+def _ends(alarm: Alarm, condition: Condition) -> bool:
+    """Whether ``condition``, over, ends ``alarm``: an alarm raised while that opening
+    held, not the one raised for its news (which carries its detail). An alarm of an
+    earlier opening takes the news of this one as an update instead: the door was
+    opened again."""
+    return (
+        condition.over
+        and condition.since <= alarm.condition_since
+        and condition.detail != alarm.detail
+    )
 
 
 def _check_input(active: Mapping[AlarmType, Alarm], conditions: Sequence[Condition]) -> None:

@@ -77,6 +77,17 @@ class Condition(_Value):
     blocks_readiness: bool = Field(
         default=True, description="False for advance notices: the AED is still usable"
     )
+    over: bool = Field(
+        default=False,
+        description="The event is over (the door closed again, the AED put back): the "
+        "condition is news of it, not a state that holds (see alerting.lifecycle)",
+    )
+    covered_by: AlarmType | None = Field(
+        default=None,
+        description="Another condition of the same fault, reported with this one, that "
+        "speaks for it (the ready light off after a failed self-test): no alarm of its own "
+        "is raised for it, and one raised before carries on",
+    )
 
 
 class AlarmState(StrEnum):

@@ -23,11 +23,15 @@ How each condition is found, and its ``since``:
 
 - door opened / AED removed: immediately, since the ``door_opened`` / ``aed_removed``
   (see :class:`~alerting.facts.Track`); the open door blocks readiness only once it has been
-  open for the inspection allowance. AED not returned: at removal + the allowed time.
-  Post-use check: from the return until a passing self-test and new pads.
-- self-test failed, fault codes: from the last self-test. Ready indicator off: from the
-  heartbeats, and not while the AED is out of its cabinet (nobody can see its light; the
-  removal alarm says what is wrong).
+  open for the inspection allowance. A door already closed again (an AED already back)
+  is reported ``over`` for ``event_hold`` after its opening (see :func:`_recent_onset`).
+  AED not returned: at removal + the allowed time. Post-use check: from the return until
+  a passing self-test and new pads.
+- self-test failed: from the last self-test, with its fault codes in the detail (one
+  fault, one alarm); fault codes: a self-test that passed yet reported codes. Ready
+  indicator off: from the heartbeats, and not while the AED is out of its cabinet
+  (nobody can see its light; the removal alarm says what is wrong); while the last
+  self-test failed it is ``covered_by`` that failure, the light's usual consequence.
 - pads missing, pads or battery expiring (a notice: does not block readiness) or expired:
   the AED's own report of its consumables, else the dates in the registry. Battery below
   the model's minimum: the heartbeat's level.
@@ -122,6 +126,8 @@ class _Evaluation:
         detail: str,
         *,
         blocks_readiness: bool = True,
+        over: bool = False,
+        covered_by: AlarmType | None = None,
     ) -> None:
         if len(detail) > _DETAIL_LIMIT:
             detail = detail[: _DETAIL_LIMIT - 1] + "…"
@@ -133,6 +139,8 @@ class _Evaluation:
                 since=since,
                 detail=detail,
                 blocks_readiness=blocks_readiness,
+                over=over,
+                covered_by=covered_by,
             )
         )
 
@@ -156,8 +164,10 @@ def _recent_onset(e: _Evaluation, track: Track) -> datetime | None:
     """The device time of the last opening or removal event, while it is news.
 
     A door opened and closed (an AED taken and put back) between two evaluations leaves
-    no open door to see, yet someone opened it: the event itself holds its alarm for
-    ``event_hold`` so that the captain hears of it.
+    no open door to see, yet someone opened it: the event itself is news for
+    ``event_hold``, reported as a condition that is ``over``, so that the captain hears
+    of it. The lifecycle raises it only when no alarm was raised for that opening (it
+    was seen open), and resolves at once an alarm raised while the door was open.
     """
     onset = track.last_onset
     if (
@@ -188,6 +198,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             onset,
             f"door opened at {_utc(onset)} and closed again",
             blocks_readiness=False,
+            over=True,
         )
     removed = _since(
         e.facts.aed_out,
@@ -201,6 +212,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             onset,
             f"AED taken at {_utc(onset)} and put back",
             blocks_readiness=False,
+            over=True,
         )
     if removed is not None:
         e.add(
@@ -230,21 +242,25 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
 
 def _aed_health(e: _Evaluation, twin: Twin, aed_out: bool) -> None:
     severities = e.rules.severities
+    failed = False
     if twin.selftest_ts is not None:
+        kind = twin.selftest_kind.value if twin.selftest_kind else "last"
+        codes = ", ".join(twin.selftest_fault_codes or ())
         if twin.selftest_result is SelftestResult.FAIL:
-            kind = twin.selftest_kind.value if twin.selftest_kind else "last"
+            failed = True
             e.add(
                 AlarmType.SELFTEST_FAILED,
                 severities.selftest_failed,
                 twin.selftest_ts,
-                f"{kind} self-test failed",
+                f"{kind} self-test failed, "
+                + (f"fault codes {codes}" if codes else "no fault code reported"),
             )
-        if twin.selftest_fault_codes:
+        elif codes:
             e.add(
                 AlarmType.FAULT_CODES,
                 severities.fault_codes,
                 twin.selftest_ts,
-                "fault codes " + ", ".join(twin.selftest_fault_codes),
+                f"{kind} self-test passed with fault codes {codes}",
             )
     not_ready = _since(
         e.facts.not_ready, None if twin.aed_ready is None else not twin.aed_ready, twin.heartbeat_ts
@@ -255,6 +271,7 @@ def _aed_health(e: _Evaluation, twin: Twin, aed_out: bool) -> None:
             severities.aed_not_ready,
             not_ready,
             "the AED's ready indicator is off",
+            covered_by=AlarmType.SELFTEST_FAILED if failed else None,
         )
     if twin.battery_pct is not None and twin.battery_pct < e.rules.aed.min_battery_pct:
         low = e.facts.battery_low.since or twin.heartbeat_ts

@@ -249,6 +249,22 @@ class AlarmStore(DatabaseStore):
                     found[alarm.cabinet_id][alarm.type] = alarm
         return found
 
+    def last_raised_for(
+        self, cabinet_id: str, alarm_types: Iterable[AlarmType]
+    ) -> dict[AlarmType, datetime]:
+        """The newest ``condition_since`` of the cabinet's alarms of each type, resolved
+        ones included (types with no alarm are left out)."""
+        wanted = sorted(alarm_type.value for alarm_type in alarm_types)
+        if not wanted:
+            return {}
+        query = (
+            select(alarms.c.type, func.max(alarms.c.condition_since))
+            .where(alarms.c.cabinet_id == cabinet_id, alarms.c.type.in_(wanted))
+            .group_by(alarms.c.type)
+        )
+        with self._reading(f"read the last alarms of cabinet {cabinet_id!r}") as connection:
+            return {AlarmType(kind): since for kind, since in connection.execute(query)}
+
     def alarm(self, alarm_id: int) -> Alarm | None:
         with self._reading(f"read alarm {alarm_id}") as connection:
             row = connection.execute(select(alarms).where(alarms.c.alarm_id == alarm_id)).first()

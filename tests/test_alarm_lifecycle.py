@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aedfleet.contract import CabinetMessage, EventType
 from alerting.escalation import EscalationPolicies, EscalationState, advance, start
 from alerting.lifecycle import (
     CancelClear,
@@ -29,11 +30,19 @@ from alerting.lifecycle import (
     Update,
     acknowledge,
     apply_change,
+    news_to_check,
     raise_alarm,
     reconcile,
     resolve,
 )
 from alerting.model import Alarm, AlarmState, AlarmType, Condition, Page, Severity, Via
+from alerting.rule_config import RuleConfig, Thresholds, rules_for
+from alerting.rules import evaluate as rules_evaluate
+from ingest.registry.models import Role
+from tests.alerting_rules_support import CAB, event
+from tests.alerting_rules_support import at as twin_at
+from tests.alerting_rules_support import state as fold_state
+from tests.test_alerting_rules import started
 
 CABINET = "SZ-0001"
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -150,6 +159,71 @@ def test_presence_alarms_resolve_as_soon_as_they_clear(alarm_type: AlarmType) ->
     assert reconcile(by_type(held), [], minutes(0.1), HYSTERESIS) == (
         Resolve(alarm_id=1, type=alarm_type),
     )
+
+
+# An AED taken at T0 and put back: the rules report the removal as over for a while.
+STATE_DETAIL = "AED out of its cabinet since 2025-03-01 08:00 UTC"
+NEWS_DETAIL = "AED taken at 2025-03-01 08:00 UTC and put back"
+
+
+def put_back(since: datetime = T0) -> Condition:
+    return Condition(
+        cabinet_id=CABINET,
+        type=AlarmType.AED_REMOVED,
+        severity=Severity.CRITICAL,
+        since=since,
+        detail=NEWS_DETAIL if since == T0 else f"AED taken at {since} and put back",
+        blocks_readiness=False,
+        over=True,
+    )
+
+
+def test_an_aed_put_back_resolves_the_removal_alarm_at_the_return_itself() -> None:
+    # The alarm was raised while the AED was out; the return is news of an event that
+    # is over, and it ends that alarm at once rather than keeping it for the news.
+    out = alarm(AlarmType.AED_REMOVED, Severity.CRITICAL, detail=STATE_DETAIL)
+    assert reconcile(by_type(out), [put_back()], minutes(0.5), HYSTERESIS) == (
+        Resolve(alarm_id=1, type=AlarmType.AED_REMOVED),
+    )
+    # With a hold configured for the type, the return starts it like an absent condition.
+    held = Hysteresis(holds={AlarmType.AED_REMOVED: timedelta(minutes=1)})
+    assert reconcile(by_type(out), [put_back()], minutes(0.5), held) == (
+        ClearSeen(alarm_id=1, type=AlarmType.AED_REMOVED),
+    )
+
+
+def test_an_event_already_over_is_raised_once_as_news() -> None:
+    # Taken and put back before any evaluation saw it out: news, raised once.
+    news = put_back()
+    assert reconcile({}, [news], minutes(0.5), HYSTERESIS) == (Raise(condition=news),)
+    assert reconcile({}, [news], minutes(0.5), HYSTERESIS, {AlarmType.AED_REMOVED: T0}) == ()
+    # The alarm raised for the news lasts while the rules report it.
+    told = alarm(AlarmType.AED_REMOVED, Severity.CRITICAL, detail=NEWS_DETAIL)
+    assert reconcile(by_type(told), [news], minutes(1), HYSTERESIS) == ()
+    # A later opening is news again, and updates an alarm of an earlier one.
+    later = put_back(minutes(1))
+    assert reconcile({}, [later], minutes(1.5), HYSTERESIS, {AlarmType.AED_REMOVED: T0}) == (
+        Raise(condition=later),
+    )
+    assert [
+        type(change) for change in reconcile(by_type(told), [later], minutes(1.5), HYSTERESIS)
+    ] == [Update]
+    assert news_to_check(by_type(told), [news]) == frozenset()
+    assert news_to_check({}, [news, condition()]) == {AlarmType.AED_REMOVED}
+
+
+def test_a_condition_covered_by_another_raises_no_alarm_but_one_raised_carries_on() -> None:
+    failed = condition(AlarmType.SELFTEST_FAILED, Severity.CRITICAL)
+    light_off = condition(AlarmType.AED_NOT_READY, Severity.CRITICAL).model_copy(
+        update={"covered_by": AlarmType.SELFTEST_FAILED}
+    )
+    assert reconcile({}, [failed, light_off], T0, HYSTERESIS) == (Raise(condition=failed),)
+    raised_first = alarm(AlarmType.AED_NOT_READY, Severity.CRITICAL)
+    assert reconcile(by_type(raised_first), [failed, light_off], T0, HYSTERESIS) == (
+        Raise(condition=failed),
+    )
+    # Alone (the other condition gone), it is a condition like any other.
+    assert reconcile({}, [light_off], T0, HYSTERESIS) == (Raise(condition=light_off),)
 
 
 def test_hold_times_are_configurable_per_type() -> None:
@@ -469,3 +543,43 @@ def test_flapping_within_the_hold_time_raises_one_alarm_and_pages_once(
     assert len(memory.alarms) == 1
     first_pages = [page for _, page in memory.pages if page.round == 0 and page.step == 0]
     assert len(first_pages) <= 1
+
+
+# -- the rules and the lifecycle together, on an injected clock ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alarm_type", "onset", "end"),
+    [
+        (AlarmType.DOOR_OPENED, EventType.DOOR_OPENED, EventType.DOOR_CLOSED),
+        (AlarmType.AED_REMOVED, EventType.AED_REMOVED, EventType.AED_RETURNED),
+    ],
+)
+def test_an_opening_stops_paging_at_the_close_or_return_and_is_not_raised_again(
+    alarm_type: AlarmType, onset: EventType, end: EventType
+) -> None:
+    # A long event hold: the alarm used to outlive the return by it, paging up the chain.
+    rules = rules_for(CAB, RuleConfig(thresholds=Thresholds(event_hold=timedelta(hours=1))))
+    memory = MemoryAlarms()
+    opened, back = twin_at(60), twin_at(9 * 60)
+    messages: list[CabinetMessage] = started()
+    for second in range(0, 2 * 3600, 30):
+        now = twin_at(second)
+        if now == opened:
+            messages.append(event(0, 5, opened, onset))
+        if now == back:
+            messages.append(event(0, 6, back, end))
+        twin, facts = fold_state(messages, rules)
+        conditions = rules_evaluate(CAB, twin, facts, rules, now)
+        active = memory.active(CAB.cabinet_id)
+        last_raised = {
+            held.type: held.condition_since
+            for held in sorted(memory.alarms.values(), key=lambda held: held.condition_since)
+        }
+        memory.apply(reconcile(active, conditions, now, HYSTERESIS, last_raised), now)
+        memory.escalate(now)
+    [alarm] = [held for held in memory.alarms.values() if held.type is alarm_type]
+    assert alarm.resolved_at == back
+    assert [
+        (page.role, page.alarm_id) for _, page in memory.pages if page.alarm_id == alarm.alarm_id
+    ] == [(Role.CAPTAIN, alarm.alarm_id)]

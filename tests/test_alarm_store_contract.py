@@ -21,7 +21,7 @@ from alembic.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 
 from alerting.escalation import EscalationPolicies, EscalationState, advance
-from alerting.lifecycle import Hysteresis, Raise, reconcile
+from alerting.lifecycle import Hysteresis, Raise, Resolve, reconcile
 from alerting.model import (
     Alarm,
     AlarmEventKind,
@@ -264,6 +264,19 @@ def test_alarms_are_listed_newest_first_by_state_and_cabinet(store: AlarmStore) 
     active = store.active_alarms(["A", "B"])
     assert set(active["A"]) == {AlarmType.OFFLINE, AlarmType.TAMPER}
     assert active["B"] == {}
+
+
+def test_the_last_alarm_raised_per_type_counts_resolved_alarms(store: AlarmStore) -> None:
+    door = AlarmType.DOOR_OPENED
+    assert store.last_raised_for("SZ-0001", [door]) == {}
+    first = raised(store, condition(alarm_type=door))
+    store.apply("SZ-0001", [Resolve(alarm_id=first.alarm_id, type=door)], minutes(1))
+    later = condition(alarm_type=door).model_copy(update={"since": minutes(5)})
+    raised(store, later, minutes(5))
+    raised(store, condition("SZ-0002", door).model_copy(update={"since": minutes(9)}))
+    raised(store, condition())
+    assert store.last_raised_for("SZ-0001", [door, AlarmType.AED_REMOVED]) == {door: minutes(5)}
+    assert store.last_raised_for("SZ-0001", []) == {}
 
 
 def test_a_second_raise_returns_the_active_alarm_and_records_nothing(store: AlarmStore) -> None:

@@ -42,6 +42,8 @@ from alerting.model import (
 from alerting.notifiers.base import Channel
 from alerting.notifiers.delivery import Attempt, DeliveryReport
 from alerting.quiet import QuietSettings
+from alerting.render import Renderer
+from alerting.rule_config import RuleConfig, Thresholds
 from alerting.store import AlarmStore
 from ingest.registry.models import Assignment, Cabinet, Language, Person, Registry, Role
 from ingest.store import StateStore
@@ -228,14 +230,21 @@ OpenRig = Callable[..., Rig]
 
 
 @pytest.fixture
-def open_rig(tmp_path: Path) -> Iterator[OpenRig]:
+def store_url(tmp_path: Path) -> str:
+    """The database of the test's rigs: a SQLite file of its own. A module that imports
+    :func:`open_rig` must import this fixture too, or define its own (PostgreSQL)."""
+    return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+
+
+@pytest.fixture
+def open_rig(store_url: str) -> Iterator[OpenRig]:
     """Opens engines on this test's database; the first call seeds the registry.
 
     Each call is one process: a second call on the same database is a restart (after
     kill -9, nothing of the first one's memory survives). ``store`` replaces the alarm
     store class (to make a process die at a chosen point).
     """
-    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    url = store_url
     opened: list[Rig] = []
 
     def open_one(
@@ -316,6 +325,53 @@ def test_a_failed_selftest_raises_a_critical_alarm_and_the_cabinet_is_not_ready(
     # The same batch again (a broker redelivery) changes nothing.
     rig.feed(at + SECOND, failed)
     assert [a.alarm_id for a in rig.alarms.alarms()] == [alarm.alarm_id]
+
+
+def test_a_failed_selftest_with_a_fault_code_is_one_alarm_one_page_naming_the_code(
+    open_rig: OpenRig,
+) -> None:
+    rig = open_rig()
+    device = Device()
+    healthy(rig, device)
+    failed = T0 + MINUTE
+    rig.feed(failed, [device.selftest(failed, passed=False, codes=("E-CIRCUIT",))])
+    # The AED's ready light goes off with the failure: the same fault, no alarm of its own.
+    rig.feed(failed + MINUTE, [device.heartbeat(failed + MINUTE, aed_ready=False)])
+
+    [alarm] = rig.alarms.alarms()
+    assert (alarm.type, alarm.severity) == (AlarmType.SELFTEST_FAILED, Severity.CRITICAL)
+    assert alarm.detail == "daily self-test failed, fault codes E-CIRCUIT"
+    assert rig.engine.escalate(failed + MINUTE) == 1
+    [page] = rig.send(failed + MINUTE)
+    assert alarm_ids(page) == [alarm.alarm_id]
+    rendered = Renderer().render(page.notice)
+    assert "E-CIRCUIT" in rendered.text
+    assert "E-CIRCUIT" in rendered.html
+    assert "E-CIRCUIT" in rendered.markdown
+    ready = rig.engine.cabinet_readiness(CABINET)
+    assert ready is not None
+    assert set(ready.reasons) == {AlarmType.SELFTEST_FAILED, AlarmType.AED_NOT_READY}
+
+    # One acknowledgement stops it all.
+    rig.engine.acknowledge(alarm.alarm_id, CAPTAIN, Via.API, failed + 2 * MINUTE)
+    assert rig.engine.escalate(failed + 60 * MINUTE) == 0
+
+
+def test_a_ready_light_off_before_the_selftest_failed_carries_on_unresolved(
+    open_rig: OpenRig,
+) -> None:
+    rig = open_rig()
+    device = Device()
+    healthy(rig, device)
+    off = T0 + MINUTE
+    rig.feed(off, [device.heartbeat(off, aed_ready=False)])
+    not_ready = rig.alarm(AlarmType.AED_NOT_READY)
+    failed = T0 + 5 * MINUTE
+    rig.feed(failed, [device.selftest(failed, passed=False, codes=("E-BATT",))])
+    rig.engine.evaluate_due(failed + 10 * MINUTE)
+    assert rig.types() == {AlarmType.AED_NOT_READY, AlarmType.SELFTEST_FAILED}
+    kept = rig.alarm(AlarmType.AED_NOT_READY)
+    assert (kept.alarm_id, kept.clear_since) == (not_ready.alarm_id, None)
 
 
 def test_a_backlog_being_drained_is_not_taken_for_silent_cabinets(open_rig: OpenRig) -> None:
@@ -780,6 +836,81 @@ def test_resolution_is_told_to_everyone_delivered_a_page_and_nobody_else(
     assert recipients(news) == [BACKUP, CAPTAIN]
     assert {m.notice.kind for m in news} == {NoticeKind.RESOLVED}
     assert rig.engine.escalate(fitted + 60 * MINUTE) == 0
+
+
+PRESENCE = {
+    AlarmType.DOOR_OPENED: (EventType.DOOR_OPENED, EventType.DOOR_CLOSED),
+    AlarmType.AED_REMOVED: (EventType.AED_REMOVED, EventType.AED_RETURNED),
+}
+
+
+@pytest.mark.parametrize("alarm_type", list(PRESENCE))
+def test_a_presence_alarm_resolves_at_the_close_or_return_and_pages_nobody_after(
+    open_rig: OpenRig, alarm_type: AlarmType
+) -> None:
+    # A long event hold makes the old fault plain: the alarm outlived the return by the
+    # hold, and its escalation went on to the backup and the coordinator.
+    rules = RuleConfig(thresholds=Thresholds(event_hold=timedelta(hours=1)))
+    rig = open_rig(settings=alerting_settings(rules=rules))
+    device = Device()
+    healthy(rig, device)
+    onset, end = PRESENCE[alarm_type]
+    opened = T0 + MINUTE
+    rig.feed(opened, [device.event(opened, onset)])
+    alarm = rig.alarm(alarm_type)
+    assert rig.engine.escalate(opened) == 1
+    [to_captain] = rig.send(opened)
+    assert alarm_ids(to_captain) == [alarm.alarm_id]
+
+    back = opened + 9 * MINUTE
+    rig.feed(back, [device.event(back, end)])
+    resolved = rig.alarm(alarm_type)
+    assert resolved.alarm_id == alarm.alarm_id
+    assert resolved.state is AlarmState.RESOLVED
+    assert resolved.resolved_at == back
+    assert resolved.resolved_via is Via.AUTO
+    assert rig.told(alarm.alarm_id, NoticeKind.RESOLVED) == {CAPTAIN: NotificationState.PENDING}
+
+    # Two hours of heartbeats and scheduler ticks: no step of its escalation pages anyone,
+    # and the event, still news for the hold, raises no second alarm.
+    for minute in range(0, 120, 5):
+        now = back + minute * MINUTE
+        rig.feed(now, [device.heartbeat(now)])
+        rig.engine.evaluate_due(now)
+        rig.engine.escalate(now)
+        rig.send(now)
+    pages = rig.notices(alarm.alarm_id, NoticeKind.PAGE)
+    assert [(n.person_id, n.created_at) for n in pages] == [(CAPTAIN, opened)]
+    assert [a.alarm_id for a in rig.alarms.alarms() if a.type is alarm_type] == [alarm.alarm_id]
+
+
+@pytest.mark.parametrize("alarm_type", list(PRESENCE))
+def test_an_opening_over_before_it_was_seen_pages_once_and_is_not_raised_again(
+    open_rig: OpenRig, alarm_type: AlarmType
+) -> None:
+    rig = open_rig()
+    device = Device()
+    healthy(rig, device)
+    onset, end = PRESENCE[alarm_type]
+    opened = T0 + MINUTE
+    rig.feed(opened + SECOND, [device.event(opened, onset), device.event(opened, end)])
+    news = rig.alarm(alarm_type)
+    assert news.state is AlarmState.RAISED
+    rig.engine.escalate(opened + SECOND)
+    assert rig.told(news.alarm_id, NoticeKind.PAGE) == {CAPTAIN: NotificationState.PENDING}
+
+    hold_ends = opened + rig.settings.rules.thresholds.event_hold
+    rig.feed(hold_ends - MINUTE, [device.heartbeat(hold_ends - MINUTE)])
+    assert rig.alarm(alarm_type).state is AlarmState.RAISED  # news lasts the hold
+    rig.engine.evaluate_due(hold_ends)
+    assert rig.alarm(alarm_type).state is AlarmState.RESOLVED
+    for minute in range(0, 60, 5):
+        now = hold_ends + minute * MINUTE
+        rig.feed(now, [device.heartbeat(now)])
+        rig.engine.evaluate_due(now)
+        rig.engine.escalate(now)
+    assert [a.alarm_id for a in rig.alarms.alarms() if a.type is alarm_type] == [news.alarm_id]
+    assert len(rig.notices(news.alarm_id, NoticeKind.PAGE)) == 1
 
 
 def test_a_condition_back_within_the_hold_carries_on_the_same_alarm_unpaged(

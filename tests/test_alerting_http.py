@@ -1,7 +1,8 @@
 """The alerting service's HTTP endpoint over loopback: signed links and the JSON API.
 
-:class:`~alerting.http.AlertingHttp` serves a real engine on a real SQLite store, its
-store calls on one thread as in the service; an aiohttp client plays the captain's phone
+:class:`~alerting.http.AlertingHttp` serves a real engine on a real store, SQLite and
+PostgreSQL in turn (every test runs on both), its store calls on one thread as in the
+service; an aiohttp client plays the captain's phone
 and the systems using the API. The endpoint's clock is a hand-driven one, so that link
 expiry and the times recorded are exact.
 """
@@ -13,10 +14,12 @@ import base64
 import functools
 import hashlib
 import hmac
+import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import aiohttp
@@ -24,10 +27,11 @@ import pytest
 from pydantic import SecretStr
 
 from alerting.config import HttpSettings, LinkSettings
-from alerting.http import AlertingHttp
+from alerting.http import MAX_ID, MAX_LIST_LIMIT, AlertingHttp
 from alerting.links import SIGNATURE_DOMAIN, TAG_BYTES, LinkAction, LinkSigner
 from alerting.model import AlarmEventKind, AlarmState, AlarmType, Via
 from tests.brokers import free_port
+from tests.postgres import empty_postgres, postgres_database  # noqa: F401 - a fixture
 from tests.test_alerting_engine import (
     BACKUP,
     CAPTAIN,
@@ -71,6 +75,7 @@ class HandClock:
 @dataclass
 class Served:
     rig: Rig
+    http: AlertingHttp
     clock: HandClock
     signer: LinkSigner
     port: int
@@ -98,6 +103,14 @@ class Served:
         ) as response:
             assert response.content_type == "application/json"
             return response.status, await response.json()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The rigs' database (see :func:`tests.test_alerting_engine.open_rig`)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return empty_postgres(request.getfixturevalue("postgres_database"))
 
 
 @pytest.fixture
@@ -141,7 +154,7 @@ async def served(open_rig: OpenRig) -> AsyncIterator[Served]:  # noqa: F811 - th
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client,
         ):
             assert http.port == port
-            yield Served(rig, clock, signer, port, client)
+            yield Served(rig, http, clock, signer, port, client)
     finally:
         store_thread.shutdown(wait=True)
 
@@ -337,27 +350,125 @@ async def test_an_inspection_link_shows_the_checklist_and_its_post_records_it(
 # -- the JSON API ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/api/v1/alarms"),
-        ("GET", "/api/v1/alarms/1"),
-        ("POST", "/api/v1/alarms/1/ack"),
-        ("POST", "/api/v1/inspections"),
-        ("GET", "/api/v1/readiness"),
-        ("GET", "/api/v1/silences"),
-        ("POST", "/api/v1/silences"),
-        ("DELETE", "/api/v1/silences/1"),
-    ],
-)
-async def test_the_api_wants_a_valid_bearer_token(served: Served, method: str, path: str) -> None:
-    for token in (None, "wrong-token", ""):
-        status, body = await served.api(method, path, token=token)
-        assert status == 401
-        assert body == {"error": "a valid bearer token is required"}
-    basic = {"Authorization": f"Basic {TOKEN}"}
-    async with served.client.request(method, served.url(path), headers=basic) as response:
-        assert response.status == 401
+def api_endpoints(http: AlertingHttp) -> list[tuple[str, str]]:
+    """Every API route the application serves (method, path with its ids filled in)."""
+    endpoints = []
+    for route in http.application().router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if path.startswith("/api/") and route.method != "HEAD":
+            filled = re.sub(r"\{cabinet_id\}", CABINET, path)
+            endpoints.append((route.method, re.sub(r"\{\w+\}", "1", filled)))
+    return endpoints
+
+
+async def test_every_api_endpoint_wants_a_valid_bearer_token(served: Served) -> None:
+    """Only a system holding one of ``http.api_tokens`` may call the API: not a captain
+    with a signed link, not the links' secret, not a token sent another way."""
+    alarm_id = raised_alarm(served)
+    link_token = _token(served.link(LinkAction.ACKNOWLEDGE, alarm_id))
+    endpoints = api_endpoints(served.http)
+    assert len(endpoints) == 10  # those of docs/alerting.md; a new one is covered here too
+    for method, path in endpoints:
+        for token in (None, "wrong-token", "", link_token, SECRET, TOKEN + "x"):
+            status, body = await served.api(method, path, {"by": "intruder"}, token=token)
+            assert status == 401, (method, path, token)
+            assert body == {"error": "a valid bearer token is required"}
+        for header in (f"Basic {TOKEN}", TOKEN, f"Token {TOKEN}"):
+            async with served.client.request(
+                method, served.url(path), headers={"Authorization": header}
+            ) as response:
+                assert response.status == 401, (method, path, header)
+        async with served.client.request(method, served.url(path) + f"?token={TOKEN}") as response:
+            assert response.status == 401, (method, path)
+    assert state_of(served, alarm_id) is AlarmState.RAISED
+    assert served.rig.alarms.silences() == []
+
+
+async def test_with_no_token_configured_the_api_is_off(open_rig: OpenRig) -> None:  # noqa: F811
+    rig = open_rig(settings=alerting_settings())
+    assert rig.settings.http.api_tokens == ()
+    http = AlertingHttp(
+        HttpSettings(port=0),
+        engine=rig.engine,
+        alarms=rig.alarms,
+        call=_inline,
+        signer=signer_for(rig.settings),
+        silence_limits=rig.settings.silences,
+        clock=HandClock(T0),
+    )
+    async with http, aiohttp.ClientSession() as client:
+        for method, path in api_endpoints(http):
+            for token in ("", "None", "null"):
+                async with client.request(
+                    method,
+                    f"http://127.0.0.1:{http.port}{path}",
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as response:
+                    assert response.status == 401, (method, path, token)
+
+
+async def _inline(work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    return work(*args, **kwargs)
+
+
+async def test_an_api_token_is_not_a_link(served: Served) -> None:
+    status, html = await served.page("GET", served.url(f"/l/{TOKEN}"))
+    assert status == 403
+    assert not offers_the_button(html)
+
+
+BAD_PARAMETERS = [
+    ("GET", "/api/v1/alarms?limit=-1", "limit"),
+    ("GET", "/api/v1/alarms?limit=0", "limit"),
+    ("GET", f"/api/v1/alarms?limit={MAX_LIST_LIMIT + 1}", "limit"),
+    ("GET", "/api/v1/alarms?limit=ten", "limit"),
+    ("GET", "/api/v1/alarms?limit=99999999999999999999999", "limit"),
+    ("GET", "/api/v1/alarms?limit=1&limit=2", "limit"),
+    ("GET", "/api/v1/alarms?state=", "state"),
+    ("GET", "/api/v1/alarms?state=RAISED", "state"),
+    ("GET", "/api/v1/alarms?cabinet_id=", "cabinet_id"),
+    ("GET", "/api/v1/alarms?offset=10", "offset"),
+    ("GET", "/api/v1/alarms?cabinet=cab-0001", "cabinet"),
+    ("GET", f"/api/v1/alarms/{MAX_ID + 1}", "alarm_id"),
+    ("GET", "/api/v1/alarms/1?limit=1", "limit"),
+    ("POST", f"/api/v1/alarms/{10**30}/ack", "alarm_id"),
+    ("POST", "/api/v1/alarms/1/resolve?by=me", "by"),
+    ("POST", "/api/v1/inspections?dry_run=1", "dry_run"),
+    ("GET", "/api/v1/readiness?region_code=4403", "region_code"),
+    ("GET", f"/api/v1/readiness/{CABINET}?at=2025-01-01", "at"),
+    ("GET", "/api/v1/silences?active=maybe", "active"),
+    ("GET", "/api/v1/silences?active=true&active=false", "active"),
+    ("POST", "/api/v1/silences?force=true", "force"),
+    ("DELETE", f"/api/v1/silences/{MAX_ID + 1}", "silence_id"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "parameter"), BAD_PARAMETERS)
+async def test_a_bad_query_or_path_parameter_is_a_400_naming_it(
+    served: Served, method: str, path: str, parameter: str
+) -> None:
+    alarm_id = raised_alarm(served)
+    before = served.rig.alarms.alarm(alarm_id)
+    body = {"by": "ops"} if method == "POST" else None
+    status, problem = await served.api(method, path, body)
+    assert status == 400, problem
+    assert problem["parameter"] == parameter
+    assert problem["error"].startswith(f"{parameter}: ")
+    assert served.rig.alarms.alarm(alarm_id) == before
+    assert served.rig.alarms.silences() == []
+
+
+async def test_the_alarm_list_is_bounded_by_its_limit(served: Served) -> None:
+    device = Device()
+    first = raised_alarm(served)
+    later = T0 + MINUTE
+    served.rig.feed(later, [device.consumables(later, pads_present=False)])
+    status, listed = await served.api("GET", "/api/v1/alarms?limit=1")
+    assert status == 200
+    assert len(listed) == 1
+    assert listed[0]["alarm_id"] != first
+    status, listed = await served.api("GET", "/api/v1/alarms")
+    assert len(listed) == 2
 
 
 async def test_the_api_lists_and_shows_alarms_with_history_and_notifications(
@@ -375,13 +486,15 @@ async def test_the_api_lists_and_shows_alarms_with_history_and_notifications(
         ("?state=resolved", []),
         (f"?cabinet_id={CABINET}", [alarm_id]),
         ("?cabinet_id=cab-0002", []),
-        ("?limit=0", []),
+        ("?limit=1", [alarm_id]),
+        (f"?limit={MAX_LIST_LIMIT}&state=raised", [alarm_id]),
     ]:
         status, found = await served.api("GET", "/api/v1/alarms" + query)
         assert status == 200
         assert [a["alarm_id"] for a in found] == expected, query
     status, problem = await served.api("GET", "/api/v1/alarms?state=sleeping")
     assert status == 400
+    assert problem["parameter"] == "state"
     assert "sleeping" in problem["error"]
 
     status, shown = await served.api("GET", f"/api/v1/alarms/{alarm_id}")

@@ -115,10 +115,11 @@ def test_a_door_opened_and_closed_between_evaluations_still_alarms_for_the_event
         interval_s=SLOW,
     )
     door = found(messages, at(140))[AlarmType.DOOR_OPENED]
-    assert (door.severity, door.since, door.blocks_readiness) == (
+    assert (door.severity, door.since, door.blocks_readiness, door.over) == (
         Severity.CRITICAL,
         at(100),
         False,
+        True,
     )
     hold_ends = at(100 + 120)
     assert change(messages, at(140)) == hold_ends
@@ -134,6 +135,7 @@ def test_an_aed_taken_and_put_back_between_evaluations_still_alarms() -> None:
     )
     conditions = found(messages, at(150))
     assert conditions[AlarmType.AED_REMOVED].since == at(100)
+    assert conditions[AlarmType.AED_REMOVED].over
     assert not conditions[AlarmType.AED_REMOVED].blocks_readiness
     assert AlarmType.POST_USE_CHECK in conditions
     assert AlarmType.AED_REMOVED not in found(messages, at(220))
@@ -188,22 +190,40 @@ def test_the_ready_indicator_counts_only_while_the_aed_is_in_its_cabinet() -> No
 # -- the AED's own health ------------------------------------------------------------------------
 
 
-def test_a_failed_self_test_and_its_fault_codes() -> None:
+def test_a_failed_self_test_is_one_condition_that_names_its_fault_codes() -> None:
     messages = started(selftest(0, 5, at(30), passed=False, codes=("E-CIRCUIT", "E-PADS")))
     conditions = found(messages, at(31))
+    assert set(conditions) == {AlarmType.SELFTEST_FAILED}
     failed = conditions[AlarmType.SELFTEST_FAILED]
-    codes = conditions[AlarmType.FAULT_CODES]
     assert (failed.severity, failed.since) == (Severity.CRITICAL, at(30))
-    assert (codes.severity, codes.since) == (Severity.CRITICAL, at(30))
-    assert codes.detail == "fault codes E-CIRCUIT, E-PADS"
+    assert failed.detail == "daily self-test failed, fault codes E-CIRCUIT, E-PADS"
+    silent = started(selftest(0, 5, at(30), passed=False))
+    assert (
+        found(silent, at(31))[AlarmType.SELFTEST_FAILED].detail
+        == "daily self-test failed, no fault code reported"
+    )
     passed = [*messages, selftest(0, 6, at(40))]
     assert not {AlarmType.SELFTEST_FAILED, AlarmType.FAULT_CODES} & set(found(passed, at(41)))
+
+
+def test_the_ready_light_off_after_a_failed_self_test_is_covered_by_it() -> None:
+    failed = started(
+        selftest(0, 5, at(30), passed=False, codes=("E-CIRCUIT",)),
+        heartbeat(0, 6, at(60), aed_ready=False),
+    )
+    conditions = found(failed, at(61))
+    assert conditions[AlarmType.AED_NOT_READY].covered_by is AlarmType.SELFTEST_FAILED
+    assert conditions[AlarmType.SELFTEST_FAILED].covered_by is None
+    retested = [*failed, selftest(0, 7, at(70))]
+    assert found(retested, at(71))[AlarmType.AED_NOT_READY].covered_by is None
 
 
 def test_fault_codes_of_a_passing_self_test_still_count() -> None:
     messages = started(selftest(0, 5, at(30), codes=("W-TEMP",)))
     conditions = found(messages, at(31))
-    assert AlarmType.FAULT_CODES in conditions
+    assert (
+        conditions[AlarmType.FAULT_CODES].detail == "daily self-test passed with fault codes W-TEMP"
+    )
     assert AlarmType.SELFTEST_FAILED not in conditions
 
 
@@ -563,13 +583,13 @@ def test_conditions_come_in_the_order_of_the_alarm_types() -> None:
     )
     types = [c.type for c in evaluate(CAB, *state(messages), RULES, at(41))]
     assert types == sorted(types, key=list(AlarmType).index)
-    assert len(types) >= 5
+    assert len(types) >= 4
 
 
 def test_details_are_cut_to_their_limit() -> None:
     codes = tuple(f"E{index:031d}" for index in range(32))
     messages = started(selftest(0, 5, at(30), passed=False, codes=codes))
-    detail = found(messages, at(31))[AlarmType.FAULT_CODES].detail
+    detail = found(messages, at(31))[AlarmType.SELFTEST_FAILED].detail
     assert len(detail) == 500
     assert detail.endswith("…")
 

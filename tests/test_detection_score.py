@@ -13,9 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aedfleet.contract import SelftestPeriod, SelftestSchedule
-from alerting.model import AlarmType, Severity
+from aedfleet.contract import CabinetMessage, SelftestPeriod, SelftestSchedule
+from alerting.lifecycle import Hysteresis, Raise, raise_alarm, reconcile
+from alerting.model import Alarm, AlarmType, Severity
 from alerting.rule_config import RuleConfig, Thresholds
+from alerting.rules import evaluate
 from benchmarks.detection_score import (
     EXPECTED,
     MIN_CABINETS,
@@ -37,10 +39,12 @@ from benchmarks.detection_score import (
     scored_scenario,
     thresholds_by_cabinet,
 )
-from firmware_sim.cabinet import CabinetSpec
+from firmware_sim.cabinet import CODE_BATTERY, CODE_CIRCUIT, CODE_PADS, CabinetSpec
 from firmware_sim.climate import ClimateProfile
 from firmware_sim.faults import Fault
 from firmware_sim.scenario import load_scenario
+from tests.alerting_rules_support import CAB, RULES, at, heartbeat, selftest, state
+from tests.test_alerting_rules import started
 
 GROUPING_S = 10.0
 
@@ -128,6 +132,41 @@ def test_each_fault_has_expected_alarms_and_side_effects_apart() -> None:
     for fault_type in Fault:
         assert EXPECTED[fault_type]
         assert not EXPECTED[fault_type] & set(SIDE_EFFECTS[fault_type])
+
+
+@pytest.mark.parametrize(
+    ("fault_type", "codes", "light_off_first"),
+    [
+        (Fault.SELFTEST_FAILURE, (CODE_CIRCUIT,), False),
+        (Fault.SELFTEST_FAILURE, (CODE_CIRCUIT,), True),
+        (Fault.BATTERY_FAILURE, (CODE_BATTERY,), True),
+        (Fault.PADS_REMOVED, (CODE_PADS,), True),
+    ],
+)
+def test_a_failing_selftest_raises_only_alarms_the_score_expects(
+    fault_type: Fault, codes: tuple[str, ...], light_off_first: bool
+) -> None:
+    """What the rules and the lifecycle raise for the simulator's failing self-test (its
+    codes, the ready light off before or after it) is expected or a listed side effect."""
+    failed = selftest(0, 6, at(60), passed=False, codes=codes)
+    light_off = heartbeat(0, 5 if light_off_first else 7, at(30 if light_off_first else 90))
+    light_off = light_off.model_copy(update={"aed_ready": False})
+    raised: set[AlarmType] = set()
+    active: dict[AlarmType, Alarm] = {}
+    history: list[CabinetMessage] = [light_off, failed] if light_off_first else [failed, light_off]
+    for seen in range(1, len(history) + 1):
+        now = history[seen - 1].ts
+        twin, facts = state(started(*history[:seen]))
+        conditions = evaluate(CAB, twin, facts, RULES, now)
+        for change in reconcile(active, conditions, now, Hysteresis()):
+            if isinstance(change, Raise):
+                active[change.type] = raise_alarm(len(raised) + 1, change.condition, now)
+                raised.add(change.type)
+    side_effects = raised - EXPECTED[fault_type]
+    assert side_effects <= set(SIDE_EFFECTS[fault_type])
+    assert AlarmType.FAULT_CODES not in raised
+    if fault_type is Fault.SELFTEST_FAILURE and not light_off_first:
+        assert raised == EXPECTED[fault_type]
 
 
 def test_rule_delays_follow_the_thresholds() -> None:
