@@ -422,8 +422,9 @@ def _positive(properties: dict[int, object], identifier: int, name: str) -> int 
 
 
 def _limits(properties: dict[int, object]) -> BrokerLimits:
+    # Absent, it is 2; sent, it can only be 0 or 1 (MQTT 5.0, 3.2.2.3.4).
     maximum_qos = properties.get(_MAXIMUM_QOS, 2)
-    if maximum_qos not in (0, 1, 2):
+    if _MAXIMUM_QOS in properties and maximum_qos not in (0, 1):
         raise MqttProtocolError(f"CONNACK maximum QoS is {maximum_qos}", _PROTOCOL_ERROR)
     topic_alias_maximum = properties.get(_TOPIC_ALIAS_MAXIMUM, 0)
     return BrokerLimits(
