@@ -801,12 +801,13 @@ class ConsumerConnection:
                 f"{self.client_id}: {self.settings.endpoint} has no wildcard subscriptions "
                 f"for {topic_filter}"
             )
-        body = b"\x00\x00" + b"\x00" + _text(topic_filter) + bytes((qos,))
-        self._check_size(len(body), f"the subscription to {topic_filter}")
+        # No properties, then the one filter and its options.
+        request = b"\x00" + _text(topic_filter) + bytes((qos,))
+        self._check_size(2 + len(request), f"the subscription to {topic_filter}")
         packet_id = self._take_packet_id()
         granted = await self._request(
             packet_id,
-            _packet(_SUBSCRIBE, packet_id.to_bytes(2, "big") + body[2:]),
+            _packet(_SUBSCRIBE, packet_id.to_bytes(2, "big") + request),
             f"SUBACK for {topic_filter}",
         )
         if granted < qos:
