@@ -1091,13 +1091,13 @@ class ConsumerConnection:
 
     def _connack(self, connack: Connack) -> None:
         if connack.reason_code >= 0x80:
-            reason = f" ({connack.reason_string[:200]})" if connack.reason_string else ""
-            self._connected.set_exception(
-                MqttConnectError(
-                    f"{self.client_id}: {self.settings.endpoint} refused the connection: "
-                    f"{_reason_name(connack.reason_code)}{reason}"
-                )
+            detail = f" ({connack.reason_string[:200]})" if connack.reason_string else ""
+            reason = (
+                f"{self.settings.endpoint} refused the connection: "
+                f"{_reason_name(connack.reason_code)}{detail}"
             )
+            self._connected.set_exception(MqttConnectError(f"{self.client_id}: {reason}"))
+            self._finish(reason)  # nothing after the refusal is read
             if self._transport is not None:
                 self._transport.close()
             return
