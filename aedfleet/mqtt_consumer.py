@@ -14,6 +14,10 @@ delivery that returns the reason code later. This module instead:
 - hands the deliveries of one read to ``on_messages`` as one list;
 - queues PUBACKs and writes all of those of one loop iteration in one ``send``.
 
+The decoding is :class:`PacketDecoder`, free of I/O (fed bytes, it returns deliveries
+and parsed control packets); :class:`ConsumerConnection` is the asyncio adapter around
+it. The reference, with the limits announced and honoured, is ``docs/mqtt-consumer.md``.
+
 Scope, chosen for the ingest: MQTT 5 only (shared subscriptions, persistent sessions and
 the receive maximum as back-pressure are MQTT 5 features), subscriptions at QoS 0 or 1,
 publishing at QoS 0 or 1 (dead letters), TLS and username/password, keep-alive. No QoS 2,
@@ -21,11 +25,14 @@ no last will, no enhanced authentication: a packet that needs them ends the conn
 as a protocol error. Like :class:`aedfleet.mqtt.MqttConnection`, a connection does not
 reconnect itself; the caller builds a new one.
 
-Errors are those of :mod:`aedfleet.mqtt`::
+Errors are those of :mod:`aedfleet.mqtt`, plus one of this module's::
 
-    MqttError                  a publish or subscription the broker refused
+    MqttError                  a publish or subscription the broker refused, or that
+    │                          the broker's CONNACK limits do not allow
     ├── MqttConnectError       the broker could not be reached or refused the connection
-    └── MqttNotConnectedError  an operation needs a connection that is gone
+    ├── MqttNotConnectedError  an operation needs a connection that is gone
+    └── MqttProtocolError      the broker sent a malformed packet or one over the
+                               announced maximum packet size; the connection ends
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 from aedfleet.mqtt import (
     InboundMessage,
@@ -46,9 +55,31 @@ from aedfleet.mqtt import (
     MqttSettings,
 )
 
-__all__ = ["ConsumerConnection", "MqttProtocolError"]
+__all__ = [
+    "DEFAULT_MAX_PACKET_SIZE",
+    "Acknowledgement",
+    "BrokerLimits",
+    "Connack",
+    "ConsumerConnection",
+    "ControlPacket",
+    "Disconnect",
+    "MqttProtocolError",
+    "PacketDecoder",
+    "PingResponse",
+]
 
 log = logging.getLogger(__name__)
+
+# Four times the largest valid cabinet payload (aedfleet.contract.MAX_PAYLOAD_BYTES,
+# 16 KiB) plus room for the topic and properties: an oversized payload up to this size
+# still reaches the ingest and is refused visibly, as a dead letter; a larger one the
+# broker drops for this client (MQTT 5.0, 3.1.2.11.4) instead of making it buffer it.
+DEFAULT_MAX_PACKET_SIZE: Final = 65_536
+# Every packet with a one-byte remaining length (at most 129 bytes) fits, so the decoder
+# checks the size only of longer ones.
+_MIN_MAX_PACKET_SIZE: Final = 256
+_MAX_REMAINING_LENGTH: Final = 268_435_455  # four bytes of variable byte integer
+_MAX_MAX_PACKET_SIZE: Final = 1 + 4 + _MAX_REMAINING_LENGTH
 
 _CONNECT: Final = 0x10
 _CONNACK: Final = 0x20
@@ -61,6 +92,10 @@ _PINGRESP: Final = 0xD0
 _DISCONNECT: Final = 0xE0
 _NORMAL_DISCONNECT: Final = b"\xe0\x00"
 _PUBACK_HEADER: Final = b"\x40\x02"  # success needs neither reason code nor properties
+
+_MALFORMED_PACKET: Final = 0x81
+_PROTOCOL_ERROR: Final = 0x82
+_PACKET_TOO_LARGE: Final = 0x95
 
 # Reason codes a user may see in an error (MQTT 5.0, 2.4); others print as hex.
 _REASONS: Final = {
@@ -85,6 +120,8 @@ _REASONS: Final = {
     0x95: "Packet too large",
     0x97: "Quota exceeded",
     0x99: "Payload format invalid",
+    0x9A: "Retain not supported",
+    0x9B: "QoS not supported",
     0x9C: "Use another server",
     0x9D: "Server moved",
     0x9E: "Shared Subscriptions not supported",
@@ -124,14 +161,89 @@ _PROPERTY_KINDS: Final = {
     0x29: _BYTE,
     0x2A: _BYTE,
 }
+_FIXED_SIZES: Final = {_BYTE: 1, _TWO: 2, _FOUR: 4}
+_SESSION_EXPIRY: Final = 0x11
 _SERVER_KEEP_ALIVE: Final = 0x13
-_RECEIVE_MAXIMUM: Final = 0x21
 _REASON_STRING: Final = 0x1F
+_RECEIVE_MAXIMUM: Final = 0x21
+_TOPIC_ALIAS_MAXIMUM: Final = 0x22
+_TOPIC_ALIAS: Final = 0x23
+_MAXIMUM_QOS: Final = 0x24
+_RETAIN_AVAILABLE: Final = 0x25
 _USER_PROPERTY: Final = 0x26
+_MAXIMUM_PACKET_SIZE: Final = 0x27
+_WILDCARDS_AVAILABLE: Final = 0x28
+_SUBSCRIPTION_IDENTIFIERS_AVAILABLE: Final = 0x29
+_SHARED_SUBSCRIPTIONS_AVAILABLE: Final = 0x2A
 
 
 class MqttProtocolError(MqttError):
-    """The broker sent something this connection cannot read; the connection ends."""
+    """The broker sent something this connection cannot read; the connection ends.
+
+    ``reason_code`` is the one sent to the broker in the closing DISCONNECT.
+    """
+
+    def __init__(self, message: str, reason_code: int = _MALFORMED_PACKET) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+# -- the packets the decoder hands out besides deliveries ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    """What the broker's CONNACK allows this client (MQTT 5.0, 3.2.2.3).
+
+    A property the broker leaves out has the spec's default, given here.
+    """
+
+    maximum_qos: int = 2
+    retain_available: bool = True
+    maximum_packet_size: int | None = None  # None: only the protocol's own limit
+    receive_maximum: int = 65_535  # QoS 1 publishes this client may have unacknowledged
+    topic_alias_maximum: int = 0  # this client sends no aliases, so it is only kept
+    wildcard_subscriptions: bool = True
+    shared_subscriptions: bool = True
+    subscription_identifiers: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Connack:
+    session_present: bool
+    reason_code: int
+    reason_string: str
+    server_keep_alive_s: int | None
+    limits: BrokerLimits
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """A PUBACK (one reason code) or a SUBACK (one per topic filter)."""
+
+    kind: int
+    packet_id: int
+    reason_codes: tuple[int, ...]
+    reason_string: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    reason_code: int
+    reason_string: str
+
+
+@dataclass(frozen=True, slots=True)
+class PingResponse:
+    pass
+
+
+ControlPacket = Connack | Acknowledgement | Disconnect | PingResponse
+
+_PING_RESPONSE: Final = PingResponse()
+
+
+# -- encoding ------------------------------------------------------------------------------
 
 
 def _reason_name(code: int) -> str:
@@ -158,6 +270,9 @@ def _binary(value: bytes) -> bytes:
 
 def _packet(first_byte: int, body: bytes) -> bytes:
     return bytes((first_byte,)) + _variable_integer(len(body)) + body
+
+
+# -- decoding ------------------------------------------------------------------------------
 
 
 def _read_variable_integer(data: bytes, position: int, end: int) -> tuple[int, int]:
@@ -187,9 +302,6 @@ def _remaining_length(data: bytes, position: int, end: int) -> tuple[int, int] |
         if not digit & 0x80:
             return value, position
     raise MqttProtocolError("a remaining length is longer than four bytes")
-
-
-_FIXED_SIZES: Final = {_BYTE: 1, _TWO: 2, _FOUR: 4}
 
 
 def _read_properties(data: bytes, position: int, end: int) -> tuple[dict[int, object], int]:
@@ -249,28 +361,36 @@ def _read_binary(data: bytes, position: int, end: int) -> tuple[bytes, int]:
     return data[position + 2 : stop], stop
 
 
-def _user_properties(properties: dict[int, object]) -> tuple[tuple[str, str], ...]:
-    pairs = properties.get(_USER_PROPERTY)
-    return tuple(pairs) if isinstance(pairs, list) else ()
-
-
 def _publish(first: int, data: bytes, start: int, stop: int) -> InboundMessage:
     """The delivery in the PUBLISH whose body is ``data[start:stop]`` (the hot path)."""
     qos = (first >> 1) & 0x03
     if qos > 1:
-        raise MqttProtocolError(f"a QoS {qos} delivery; subscriptions are QoS 0 or 1")
+        raise MqttProtocolError(
+            f"a QoS {qos} delivery; subscriptions are QoS 0 or 1", _PROTOCOL_ERROR
+        )
     if stop - start < 2:
         raise MqttProtocolError("a PUBLISH ends inside its topic length")
     topic_end = start + 2 + (data[start] << 8 | data[start + 1])
     cursor = topic_end + 2 * qos
     if cursor >= stop:
         raise MqttProtocolError("a PUBLISH ends inside its header")
+    if topic_end == start + 2:
+        # Only a topic alias could stand for an empty name, and none is allowed.
+        raise MqttProtocolError("a PUBLISH without a topic name", _PROTOCOL_ERROR)
     packet_id = data[topic_end] << 8 | data[topic_end + 1] if qos else 0
+    if qos and not packet_id:
+        raise MqttProtocolError("a QoS 1 PUBLISH with packet identifier 0")
     user_properties: tuple[tuple[str, str], ...] = ()
     if data[cursor]:
         # Properties are rare on this path (the edge sends none); only then are they parsed.
         properties, cursor = _read_properties(data, cursor, stop)
-        user_properties = _user_properties(properties)
+        if _TOPIC_ALIAS in properties:
+            raise MqttProtocolError(
+                "a topic alias, though no topic alias maximum was announced", _PROTOCOL_ERROR
+            )
+        pairs = properties.get(_USER_PROPERTY)
+        if isinstance(pairs, list):
+            user_properties = tuple(pairs)
     else:
         cursor += 1
     try:
@@ -282,11 +402,206 @@ def _publish(first: int, data: bytes, start: int, stop: int) -> InboundMessage:
     )
 
 
-def _reason_text(properties: dict[int, object]) -> str:
+def _reason_string(properties: dict[int, object]) -> str:
     reason = properties.get(_REASON_STRING)
-    if isinstance(reason, bytes):
-        return f" ({reason.decode(errors='replace')[:200]})"
-    return ""
+    return reason if isinstance(reason, str) else ""
+
+
+def _flag(properties: dict[int, object], identifier: int, name: str) -> bool:
+    value = properties.get(identifier, 1)
+    if value not in (0, 1):
+        raise MqttProtocolError(f"CONNACK {name} is {value}, not 0 or 1", _PROTOCOL_ERROR)
+    return value == 1
+
+
+def _positive(properties: dict[int, object], identifier: int, name: str) -> int | None:
+    value = properties.get(identifier)
+    if value == 0:
+        raise MqttProtocolError(f"CONNACK {name} is 0", _PROTOCOL_ERROR)
+    return value if isinstance(value, int) else None
+
+
+def _limits(properties: dict[int, object]) -> BrokerLimits:
+    # Absent, it is 2; sent, it can only be 0 or 1 (MQTT 5.0, 3.2.2.3.4).
+    maximum_qos = properties.get(_MAXIMUM_QOS, 2)
+    if _MAXIMUM_QOS in properties and maximum_qos not in (0, 1):
+        raise MqttProtocolError(f"CONNACK maximum QoS is {maximum_qos}", _PROTOCOL_ERROR)
+    topic_alias_maximum = properties.get(_TOPIC_ALIAS_MAXIMUM, 0)
+    return BrokerLimits(
+        maximum_qos=maximum_qos if isinstance(maximum_qos, int) else 2,
+        retain_available=_flag(properties, _RETAIN_AVAILABLE, "retain available"),
+        maximum_packet_size=_positive(properties, _MAXIMUM_PACKET_SIZE, "maximum packet size"),
+        receive_maximum=_positive(properties, _RECEIVE_MAXIMUM, "receive maximum") or 65_535,
+        topic_alias_maximum=topic_alias_maximum if isinstance(topic_alias_maximum, int) else 0,
+        wildcard_subscriptions=_flag(properties, _WILDCARDS_AVAILABLE, "wildcards available"),
+        shared_subscriptions=_flag(
+            properties, _SHARED_SUBSCRIPTIONS_AVAILABLE, "shared subscriptions available"
+        ),
+        subscription_identifiers=_flag(
+            properties, _SUBSCRIPTION_IDENTIFIERS_AVAILABLE, "subscription identifiers available"
+        ),
+    )
+
+
+def _properties_to_the_end(body: bytes, position: int, what: str) -> dict[int, object]:
+    """The properties at ``position``, which must fill the rest of ``body``; none when
+    the body ends before them (the spec lets a packet leave out an empty property list)."""
+    if position >= len(body):
+        return {}
+    properties, stop = _read_properties(body, position, len(body))
+    if stop != len(body):
+        raise MqttProtocolError(f"{what} has bytes after its properties")
+    return properties
+
+
+def _connack(body: bytes) -> Connack:
+    if len(body) < 2:
+        raise MqttProtocolError("CONNACK is too short")
+    if body[0] & 0xFE:
+        raise MqttProtocolError("CONNACK has reserved flags set")
+    properties = _properties_to_the_end(body, 2, "CONNACK")
+    server_keep_alive = properties.get(_SERVER_KEEP_ALIVE)
+    return Connack(
+        session_present=bool(body[0] & 0x01),
+        reason_code=body[1],
+        reason_string=_reason_string(properties),
+        server_keep_alive_s=server_keep_alive if isinstance(server_keep_alive, int) else None,
+        limits=_limits(properties),
+    )
+
+
+def _puback(body: bytes) -> Acknowledgement:
+    if len(body) < 2:
+        raise MqttProtocolError("a PUBACK without a packet identifier")
+    properties = _properties_to_the_end(body, 3, "PUBACK")
+    return Acknowledgement(
+        _PUBACK,
+        body[0] << 8 | body[1],
+        (body[2] if len(body) > 2 else 0,),
+        _reason_string(properties),
+    )
+
+
+def _suback(body: bytes) -> Acknowledgement:
+    if len(body) < 3:
+        raise MqttProtocolError("a SUBACK without its packet identifier and properties")
+    properties, codes_start = _read_properties(body, 2, len(body))
+    if codes_start >= len(body):
+        raise MqttProtocolError("a SUBACK without reason codes")
+    return Acknowledgement(
+        _SUBACK, body[0] << 8 | body[1], tuple(body[codes_start:]), _reason_string(properties)
+    )
+
+
+def _disconnect(body: bytes) -> Disconnect:
+    properties = _properties_to_the_end(body, 1, "DISCONNECT")
+    return Disconnect(body[0] if body else 0, _reason_string(properties))
+
+
+def _control_packet(first: int, body: bytes) -> ControlPacket:
+    kind = first & 0xF0
+    if first & 0x0F:
+        raise MqttProtocolError(f"packet type {kind >> 4} with reserved flags 0x{first & 15:X}")
+    if kind == _PUBACK:
+        return _puback(body)
+    if kind == _PINGRESP:
+        if body:
+            raise MqttProtocolError("PINGRESP with a body")
+        return _PING_RESPONSE
+    if kind == _SUBACK:
+        return _suback(body)
+    if kind == _CONNACK:
+        return _connack(body)
+    if kind == _DISCONNECT:
+        return _disconnect(body)
+    raise MqttProtocolError(f"unexpected packet type {kind >> 4}", _PROTOCOL_ERROR)
+
+
+class PacketDecoder:
+    """The packets a broker sends, decoded from its bytes however they were split (no I/O).
+
+    :meth:`feed` each read, then call :meth:`read` until it returns no control packet.
+    A packet over ``max_packet_size`` bytes (what the client announced in CONNECT) is an
+    error as soon as its fixed header is in, so what is kept between reads is always
+    less than one packet of at most that size. After a :class:`MqttProtocolError` the
+    stream cannot be read further.
+    """
+
+    __slots__ = ("_buffer", "_max_packet_size", "_position")
+
+    def __init__(self, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE) -> None:
+        if not _MIN_MAX_PACKET_SIZE <= max_packet_size <= _MAX_MAX_PACKET_SIZE:
+            raise ValueError(
+                f"max_packet_size {max_packet_size} is not within "
+                f"{_MIN_MAX_PACKET_SIZE} … {_MAX_MAX_PACKET_SIZE}"
+            )
+        self._max_packet_size = max_packet_size
+        self._buffer = b""
+        self._position = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes fed but not yet decoded."""
+        return len(self._buffer) - self._position
+
+    def feed(self, data: bytes) -> None:
+        if self._position < len(self._buffer):
+            self._buffer = self._buffer[self._position :] + data
+        else:
+            self._buffer = data
+        self._position = 0
+
+    def read(self) -> tuple[list[InboundMessage], ControlPacket | None]:
+        """The deliveries up to the next control packet, and that packet; None in its place
+        once no whole packet is left.
+
+        The hot path of the ingest: a loop over the buffer, one call per PUBLISH.
+        """
+        delivered: list[InboundMessage] = []
+        append = delivered.append
+        data = self._buffer
+        end = len(data)
+        position = self._position
+        max_packet_size = self._max_packet_size
+        while end - position >= 2:
+            first = data[position]
+            length = data[position + 1]
+            start = position + 2
+            if length & 0x80:
+                # Payloads over 127 bytes: the remaining length takes two bytes or more.
+                if start >= end:
+                    break
+                second = data[start]
+                length = (length & 0x7F) | (second & 0x7F) << 7
+                start += 1
+                if second & 0x80:
+                    decoded = _remaining_length(data, position + 1, end)
+                    if decoded is None:
+                        break
+                    length, start = decoded
+                if start - position + length > max_packet_size:
+                    raise MqttProtocolError(
+                        f"a packet of {start - position + length} bytes, over the maximum "
+                        f"packet size of {max_packet_size} announced",
+                        _PACKET_TOO_LARGE,
+                    )
+            stop = start + length
+            if stop > end:
+                break
+            if first & 0xF0 == _PUBLISH:
+                append(_publish(first, data, start, stop))
+            else:
+                self._position = stop
+                return delivered, _control_packet(first, data[start:stop])
+            position = stop
+        if position == end:
+            self._buffer = b""
+            position = 0
+        self._position = position
+        return delivered, None
+
+
+# -- the connection --------------------------------------------------------------------------
 
 
 def _ssl_context(settings: MqttSettings) -> ssl.SSLContext | None:
@@ -321,6 +636,8 @@ class ConsumerConnection:
     in arrival order; it must not block. With ``manual_ack`` a QoS 1 delivery stays
     unacknowledged until :meth:`ack` or :meth:`ack_many`, and ``receive_maximum`` caps
     how many the broker sends ahead: that is the back-pressure on a slow consumer.
+    ``max_packet_size`` is announced to the broker, which then sends nothing larger; a
+    larger packet all the same ends the connection as a :class:`MqttProtocolError`.
     """
 
     def __init__(
@@ -332,6 +649,7 @@ class ConsumerConnection:
         session_expiry_s: int = 0,
         manual_ack: bool = False,
         receive_maximum: int | None = None,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         on_messages: Callable[[list[InboundMessage]], None] | None = None,
     ) -> None:
         if settings.protocol != "5":
@@ -340,30 +658,47 @@ class ConsumerConnection:
             )
         if receive_maximum is not None and not 1 <= receive_maximum <= 65_535:
             raise ValueError(f"receive_maximum {receive_maximum} is not within 1 … 65535")
+        self._decoder = PacketDecoder(max_packet_size)
         self.settings = settings
         self.client_id = client_id
         self._clean_start = clean_start
         self._session_expiry_s = session_expiry_s
         self._manual_ack = manual_ack
         self._receive_maximum = receive_maximum
+        self._max_packet_size = max_packet_size
         self._on_messages = on_messages
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._connected: asyncio.Future[bool] = self._loop.create_future()
         self._disconnected: asyncio.Future[str] = self._loop.create_future()
-        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._error: MqttError | None = None
+        self._pending: dict[int, asyncio.Future[int]] = {}
         self._next_packet_id = 0
-        self._partial = b""
         self._acks = bytearray()
         self._ack_flush_scheduled = False
         self._keepalive_s = settings.keepalive_s
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._last_received = 0.0
-        self._send_quota = 65_535
+        self._limits = BrokerLimits()
+        # QoS 1 publishes sent and not yet acknowledged, by packet identifier: at most
+        # the broker's receive maximum (MQTT 5.0, 4.9); a publish beyond it waits.
+        self._unacknowledged_publishes: set[int] = set()
+        self._publish_slots = self._limits.receive_maximum
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def is_connected(self) -> bool:
         return self._connected.done() and not self._disconnected.done()
+
+    @property
+    def broker_limits(self) -> BrokerLimits:
+        """The limits of the broker's CONNACK (the spec's defaults before it arrives)."""
+        return self._limits
+
+    @property
+    def error(self) -> MqttError | None:
+        """The protocol error that ended the connection, if one did."""
+        return self._error
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -413,7 +748,7 @@ class ConsumerConnection:
             raise MqttConnectError(
                 f"{self.client_id}: {endpoint} sent no CONNACK within {timeout_s:g} s"
             ) from None
-        except MqttConnectError:
+        except MqttError:
             self.abort()
             raise
 
@@ -422,9 +757,10 @@ class ConsumerConnection:
         flags = 0x02 if self._clean_start else 0x00
         properties = b""
         if self._session_expiry_s:
-            properties += b"\x11" + self._session_expiry_s.to_bytes(4, "big")
+            properties += bytes((_SESSION_EXPIRY,)) + self._session_expiry_s.to_bytes(4, "big")
         if self._receive_maximum is not None:
-            properties += b"\x21" + self._receive_maximum.to_bytes(2, "big")
+            properties += bytes((_RECEIVE_MAXIMUM,)) + self._receive_maximum.to_bytes(2, "big")
+        properties += bytes((_MAXIMUM_PACKET_SIZE,)) + self._max_packet_size.to_bytes(4, "big")
         payload = _text(self.client_id)
         if settings.username is not None:
             flags |= 0x80
@@ -445,12 +781,40 @@ class ConsumerConnection:
     # -- subscribing, acknowledging, publishing ---------------------------------------
 
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
-        """Subscribe and wait for the broker's SUBACK."""
+        """Subscribe and wait for the broker's SUBACK, which must grant ``qos``."""
         if qos not in (0, 1):
             raise ValueError(f"{self.client_id}: subscriptions are QoS 0 or 1, not {qos}")
+        self._require_connection()
+        limits = self._limits
+        if qos > limits.maximum_qos:
+            raise MqttError(
+                f"{self.client_id}: {self.settings.endpoint} allows QoS {limits.maximum_qos} "
+                f"at most, so {topic_filter} cannot be subscribed at QoS {qos}"
+            )
+        if topic_filter.startswith("$share/") and not limits.shared_subscriptions:
+            raise MqttError(
+                f"{self.client_id}: {self.settings.endpoint} has no shared subscriptions "
+                f"for {topic_filter}"
+            )
+        if ("+" in topic_filter or "#" in topic_filter) and not limits.wildcard_subscriptions:
+            raise MqttError(
+                f"{self.client_id}: {self.settings.endpoint} has no wildcard subscriptions "
+                f"for {topic_filter}"
+            )
+        # No properties, then the one filter and its options.
+        request = b"\x00" + _text(topic_filter) + bytes((qos,))
+        self._check_size(2 + len(request), f"the subscription to {topic_filter}")
         packet_id = self._take_packet_id()
-        body = packet_id.to_bytes(2, "big") + b"\x00" + _text(topic_filter) + bytes((qos,))
-        await self._request(packet_id, _packet(_SUBSCRIBE, body), f"SUBACK for {topic_filter}")
+        granted = await self._request(
+            packet_id,
+            _packet(_SUBSCRIBE, packet_id.to_bytes(2, "big") + request),
+            f"SUBACK for {topic_filter}",
+        )
+        if granted < qos:
+            raise MqttError(
+                f"{self.client_id}: {self.settings.endpoint} granted {topic_filter} "
+                f"QoS {granted} only, not {qos}"
+            )
 
     def ack(self, message: InboundMessage) -> None:
         """Acknowledge a delivery; the PUBACKs of one loop iteration go in one write.
@@ -486,27 +850,92 @@ class ConsumerConnection:
             raise ValueError("publish() sends at QoS 0; use publish_confirmed() for QoS 1")
         self._require_connection()
         body = _text(topic) + b"\x00" + payload
+        self._check_publish(topic, len(body), qos, retain)
         self._write(_packet(_PUBLISH | (retain & 1), body))
 
     async def publish_confirmed(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """Publish at QoS 1 and wait for the broker's acknowledgement."""
+        """Publish at QoS 1 and wait for the broker's acknowledgement.
+
+        With as many publishes unacknowledged as the broker's receive maximum allows,
+        this waits for one of them to be acknowledged (within the connect timeout).
+        """
         self._require_connection()
-        if len(self._pending) >= self._send_quota:
-            raise MqttError(
-                f"{self.client_id}: {self._send_quota} publishes already await their PUBACK"
-            )
-        packet_id = self._take_packet_id()
-        body = _text(topic) + packet_id.to_bytes(2, "big") + b"\x00" + payload
+        raw_topic = _text(topic)
+        self._check_publish(topic, len(raw_topic) + 3 + len(payload), 1, retain)
+        await self._take_publish_slot(topic)
+        try:
+            packet_id = self._take_packet_id()
+        except MqttError:
+            self._release_publish_slot()
+            raise
+        self._unacknowledged_publishes.add(packet_id)
+        body = raw_topic + packet_id.to_bytes(2, "big") + b"\x00" + payload
+        # The slot is given back when the PUBACK comes, even after this wait timed out.
         await self._request(
             packet_id, _packet(_PUBLISH | 0x02 | (retain & 1), body), f"PUBACK for {topic}"
         )
 
-    async def _request(self, packet_id: int, packet: bytes, answer: str) -> None:
-        waiter = self._loop.create_future()
+    def _check_publish(self, topic: str, body_length: int, qos: int, retain: bool) -> None:
+        limits = self._limits
+        if qos > limits.maximum_qos:
+            raise MqttError(
+                f"{self.client_id}: {self.settings.endpoint} allows QoS "
+                f"{limits.maximum_qos} at most; cannot publish to {topic} at QoS {qos}"
+            )
+        if retain and not limits.retain_available:
+            raise MqttError(
+                f"{self.client_id}: {self.settings.endpoint} keeps no retained messages; "
+                f"cannot publish to {topic} retained"
+            )
+        self._check_size(body_length, f"the publish to {topic}")
+
+    def _check_size(self, body_length: int, what: str) -> None:
+        limit = self._limits.maximum_packet_size
+        size = 1 + len(_variable_integer(body_length)) + body_length
+        if limit is not None and size > limit:
+            raise MqttError(
+                f"{self.client_id}: {what} is a packet of {size} bytes, over the "
+                f"{limit} bytes {self.settings.endpoint} accepts"
+            )
+
+    async def _take_publish_slot(self, topic: str) -> None:
+        if self._publish_slots > 0 and not self._slot_waiters:
+            self._publish_slots -= 1
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._slot_waiters.append(waiter)
+        timeout_s = self.settings.connect_timeout_s
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release_publish_slot()  # handed over as the wait ended: pass it on
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise MqttError(
+                f"{self.client_id}: cannot publish to {topic}: the "
+                f"{self._limits.receive_maximum} publishes {self.settings.endpoint} allows "
+                f"unacknowledged were not acknowledged within {timeout_s:g} s"
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._slot_waiters.remove(waiter)
+
+    def _release_publish_slot(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to it directly
+                return
+        self._publish_slots += 1
+
+    async def _request(self, packet_id: int, packet: bytes, answer: str) -> int:
+        """Send ``packet`` and wait for its answer; returns the (first) reason code."""
+        waiter: asyncio.Future[int] = self._loop.create_future()
         self._pending[packet_id] = waiter
         try:
             self._write(packet)
-            await asyncio.wait_for(waiter, self.settings.connect_timeout_s)
+            return await asyncio.wait_for(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
             raise MqttNotConnectedError(
                 f"{self.client_id}: no {answer} from {self.settings.endpoint} within "
@@ -519,8 +948,9 @@ class ConsumerConnection:
         self._require_connection()
         for _ in range(65_535):
             self._next_packet_id = self._next_packet_id % 65_535 + 1
-            if self._next_packet_id not in self._pending:
-                return self._next_packet_id
+            candidate = self._next_packet_id
+            if candidate not in self._pending and candidate not in self._unacknowledged_publishes:
+                return candidate
         raise MqttError(f"{self.client_id}: every packet identifier is in use")
 
     def _require_connection(self) -> None:
@@ -560,20 +990,38 @@ class ConsumerConnection:
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
             self._keepalive_timer = None
+        error = self._error
         if not self._connected.done():
-            self._connected.set_exception(MqttConnectError(f"{self.client_id}: {reason}"))
+            self._connected.set_exception(self._ended(reason, error, MqttConnectError))
             self._connected.exception()  # retrieved: the caller may never await it
         if not self._disconnected.done():
             self._disconnected.set_result(reason)
-        for waiter in self._pending.values():
+        waiters: list[asyncio.Future[Any]] = [*self._pending.values(), *self._slot_waiters]
+        for waiter in waiters:
             if not waiter.done():
-                waiter.set_exception(MqttNotConnectedError(f"{self.client_id}: {reason}"))
+                waiter.set_exception(self._ended(reason, error, MqttNotConnectedError))
+
+    def _ended(self, reason: str, error: MqttError | None, otherwise: type[MqttError]) -> MqttError:
+        if isinstance(error, MqttProtocolError):
+            return MqttProtocolError(f"{self.client_id}: {reason}", error.reason_code)
+        return otherwise(f"{self.client_id}: {reason}")
 
     def _fail(self, reason: str) -> None:
         log.warning("%s: %s; closing the connection", self.client_id, reason)
         self._finish(reason)
         if self._transport is not None:
             self._transport.abort()
+
+    def _fail_protocol(self, error: MqttProtocolError) -> None:
+        """Tell the broker why (MQTT 5.0, 4.13) and close once that is sent."""
+        self._error = error
+        reason = f"protocol error from {self.settings.endpoint}: {error}"
+        log.warning("%s: %s; closing the connection", self.client_id, reason)
+        self._finish(reason)
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(bytes((_DISCONNECT, 1, error.reason_code)))
+            transport.close()
 
     def _connection_lost(self, exc: Exception | None) -> None:
         cause = f": {exc}" if exc is not None else ""
@@ -597,124 +1045,87 @@ class ConsumerConnection:
     # -- reading -----------------------------------------------------------------------
 
     def _data_received(self, data: bytes) -> None:
+        if self._disconnected.done():
+            return  # bytes after a protocol error or DISCONNECT are not read
         self._last_received = self._loop.time()
-        if self._partial:
-            data = self._partial + data
+        decoder = self._decoder
         try:
-            consumed, delivered = self._decode(data)
-        except MqttProtocolError as exc:
-            self._fail(f"protocol error from {self.settings.endpoint}: {exc}")
-            return
-        self._partial = data[consumed:]
-        if delivered:
-            if not self._manual_ack:
-                self.ack_many(delivered)
-            if self._on_messages is not None:
-                self._on_messages(delivered)
-
-    def _decode(self, data: bytes) -> tuple[int, list[InboundMessage]]:
-        """Every whole packet in ``data``: (bytes consumed, the deliveries among them).
-
-        The hot path of the ingest: a loop over the buffer, one call per PUBLISH.
-        """
-        delivered: list[InboundMessage] = []
-        append = delivered.append
-        end = len(data)
-        position = 0
-        while end - position >= 2:
-            first = data[position]
-            length = data[position + 1]
-            start = position + 2
-            if length & 0x80:
-                # Payloads over 127 bytes: the remaining length takes two bytes or more.
-                if start >= end:
-                    break
-                second = data[start]
-                length = (length & 0x7F) | (second & 0x7F) << 7
-                start += 1
-                if second & 0x80:
-                    decoded = _remaining_length(data, position + 1, end)
-                    if decoded is None:
-                        break
-                    length, start = decoded
-            stop = start + length
-            if stop > end:
-                break
-            if first & 0xF0 == _PUBLISH:
-                append(_publish(first, data, start, stop))
-            else:
-                self._control(first, data[start:stop])
+            decoder.feed(data)
+            while True:
+                delivered, control = decoder.read()
+                if delivered:
+                    self._deliver(delivered)
+                if control is None:
+                    return
+                self._control(control)
                 if self._disconnected.done():
-                    return end, delivered
-            position = stop
-        return position, delivered
+                    return
+        except MqttProtocolError as exc:
+            self._fail_protocol(exc)
 
-    def _control(self, first: int, body: bytes) -> None:
-        kind = first & 0xF0
+    def _deliver(self, delivered: list[InboundMessage]) -> None:
         if not self._connected.done():
-            if kind != _CONNACK:
-                raise MqttProtocolError(f"packet type {kind >> 4} before CONNACK")
-            self._connack(body)
-        elif kind in (_PUBACK, _SUBACK):
-            self._answer(kind, body)
-        elif kind == _PINGRESP:
-            return
-        elif kind == _DISCONNECT:
-            code = body[0] if body else 0
-            properties = _read_properties(body, 1, len(body))[0] if len(body) > 1 else {}
+            raise MqttProtocolError("a PUBLISH before CONNACK", _PROTOCOL_ERROR)
+        if not self._manual_ack:
+            self.ack_many(delivered)
+        if self._on_messages is not None:
+            self._on_messages(delivered)
+
+    def _control(self, packet: ControlPacket) -> None:
+        if not self._connected.done():
+            if not isinstance(packet, Connack):
+                raise MqttProtocolError(f"{type(packet).__name__} before CONNACK", _PROTOCOL_ERROR)
+            self._connack(packet)
+        elif isinstance(packet, Acknowledgement):
+            self._answer(packet)
+        elif isinstance(packet, Disconnect):
+            reason = f" ({packet.reason_string[:200]})" if packet.reason_string else ""
             self._finish(
                 f"disconnected by {self.settings.endpoint}: "
-                f"{_reason_name(code)}{_reason_text(properties)}"
+                f"{_reason_name(packet.reason_code)}{reason}"
             )
             if self._transport is not None:
                 self._transport.close()
-        else:
-            raise MqttProtocolError(f"unexpected packet type {kind >> 4}")
+        elif isinstance(packet, Connack):
+            raise MqttProtocolError("a second CONNACK", _PROTOCOL_ERROR)
 
-    def _connack(self, body: bytes) -> None:
-        if len(body) < 2:
-            raise MqttProtocolError("CONNACK is too short")
-        session_present, code = bool(body[0] & 0x01), body[1]
-        properties = _read_properties(body, 2, len(body))[0] if len(body) > 2 else {}
-        if code >= 0x80:
-            self._connected.set_exception(
-                MqttConnectError(
-                    f"{self.client_id}: {self.settings.endpoint} refused the connection: "
-                    f"{_reason_name(code)}{_reason_text(properties)}"
-                )
+    def _connack(self, connack: Connack) -> None:
+        if connack.reason_code >= 0x80:
+            detail = f" ({connack.reason_string[:200]})" if connack.reason_string else ""
+            reason = (
+                f"{self.settings.endpoint} refused the connection: "
+                f"{_reason_name(connack.reason_code)}{detail}"
             )
+            self._connected.set_exception(MqttConnectError(f"{self.client_id}: {reason}"))
+            self._finish(reason)  # nothing after the refusal is read
             if self._transport is not None:
                 self._transport.close()
             return
-        server_keep_alive = properties.get(_SERVER_KEEP_ALIVE)
-        if isinstance(server_keep_alive, int):
-            self._keepalive_s = server_keep_alive  # the server's value binds (MQTT 5.0, 3.2.2.3.14)
-        receive_maximum = properties.get(_RECEIVE_MAXIMUM)
-        if isinstance(receive_maximum, int):
-            self._send_quota = receive_maximum
-        self._connected.set_result(session_present)
+        if connack.server_keep_alive_s is not None:
+            # The server's value binds (MQTT 5.0, 3.2.2.3.14).
+            self._keepalive_s = connack.server_keep_alive_s
+        self._limits = connack.limits
+        self._publish_slots = connack.limits.receive_maximum
+        self._connected.set_result(connack.session_present)
         self._schedule_keepalive()
 
-    def _answer(self, kind: int, body: bytes) -> None:
-        if len(body) < 2:
-            raise MqttProtocolError("an acknowledgement without a packet identifier")
-        packet_id = int.from_bytes(body[:2], "big")
-        if kind == _PUBACK:
-            codes = body[2:3] or b"\x00"
-        else:
-            properties_length, codes_start = _read_variable_integer(body, 2, len(body))
-            codes = body[codes_start + properties_length :]
+    def _answer(self, answer: Acknowledgement) -> None:
+        packet_id = answer.packet_id
+        if answer.kind == _PUBACK and packet_id in self._unacknowledged_publishes:
+            self._unacknowledged_publishes.discard(packet_id)
+            self._release_publish_slot()
         waiter = self._pending.get(packet_id)
         if waiter is None or waiter.done():
             return  # answered after its wait timed out
-        refused = [code for code in codes if code >= 0x80]
+        refused = [code for code in answer.reason_codes if code >= 0x80]
         if refused:
-            what = "publish" if kind == _PUBACK else "subscription"
+            what = "publish" if answer.kind == _PUBACK else "subscription"
+            reason = f" ({answer.reason_string[:200]})" if answer.reason_string else ""
             waiter.set_exception(
                 MqttError(
                     f"{self.client_id}: {self.settings.endpoint} refused the {what}: "
-                    f"{_reason_name(refused[0])}"
+                    f"{_reason_name(refused[0])}{reason}"
                 )
             )
         else:
-            waiter.set_result(None)
+            waiter.set_result(answer.reason_codes[0])

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from aedfleet.backoff import BackoffSettings
+from aedfleet.contract import MAX_PAYLOAD_BYTES
 from aedfleet.mqtt import MqttSettings
+from aedfleet.mqtt_consumer import DEFAULT_MAX_PACKET_SIZE
 from aedfleet.settings import FileThenEnvSettings
 from ingest.influx import InfluxSettings
 
@@ -34,6 +36,13 @@ class IngestSettings(FileThenEnvSettings):
         ge=1,
         le=65_535,
         description="Deliveries held unacknowledged at most: the bound on buffered messages",
+    )
+    max_packet_size: int = Field(
+        default=DEFAULT_MAX_PACKET_SIZE,
+        # A valid cabinet message must fit, with its topic and fixed header.
+        ge=MAX_PAYLOAD_BYTES + 1_024,
+        le=268_435_460,
+        description="Bytes, announced to the broker: it drops larger messages for the ingest",
     )
     batch_max_messages: int = Field(default=2_500, ge=1, le=50_000)
     batch_max_delay_s: float = Field(default=0.5, gt=0, le=60)

@@ -187,6 +187,7 @@ class IngestService:
             session_expiry_s=settings.session_expiry_s,
             manual_ack=True,
             receive_maximum=settings.receive_maximum,
+            max_packet_size=settings.max_packet_size,
             on_messages=self._on_messages,
         )
 

@@ -18,6 +18,7 @@ import pytest
 from aedfleet.clock import ScaledClock
 from aedfleet.contract import (
     DEAD_LETTER_PREFIX,
+    MAX_PAYLOAD_BYTES,
     DeadLetter,
     Heartbeat,
     Reason,
@@ -247,3 +248,8 @@ def test_ingest_config_errors_name_the_key(tmp_path: Path) -> None:
 def test_the_ingest_refuses_mqtt_3_1_1_up_front() -> None:
     with pytest.raises(ValueError, match="needs MQTT 5"):
         IngestService(IngestSettings(mqtt=MqttSettings(protocol="3.1.1")))
+
+
+def test_a_maximum_packet_size_too_small_for_a_valid_message_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_packet_size"):
+        IngestSettings(max_packet_size=MAX_PAYLOAD_BYTES)

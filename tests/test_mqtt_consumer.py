@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Self
 
 import paho.mqtt.client as paho
 import pytest
@@ -25,7 +28,7 @@ from aedfleet.mqtt import (
     MqttSettings,
     TlsSettings,
 )
-from aedfleet.mqtt_consumer import ConsumerConnection
+from aedfleet.mqtt_consumer import BrokerLimits, ConsumerConnection, MqttProtocolError
 from tests.brokers import MosquittoBroker, TlsFiles, free_port, make_test_pki
 from tests.conftest import broker_settings
 from tests.recorder import Recorder, eventually
@@ -135,18 +138,42 @@ async def test_a_read_of_many_packets_is_handed_over_in_one_call() -> None:
 @pytest.mark.parametrize(
     ("stream", "why"),
     [
+        (b"\x30\x00", "ends inside its topic length"),
+        (b"\x30\x01\x00", "ends inside its topic length"),
+        (b"\x32\x03\x00\x01a", "ends inside its header"),
+        (b"\x30\x05\x00\x01a\x80\x80", "runs past its packet"),
+        (b"\x30\x06\x00\x01a\x01\x02\x00", "runs past its packet"),
         (b"\x30\xff\xff\xff\xff\x7f", "longer than four bytes"),
         (b"\x34\x05\x00\x01a\x00\x01", "QoS 2"),
         (b"\x32\x04\x00\x09ab", "ends inside its header"),
         (b"\x30\x05\x00\x02\xff\xfe\x00", "not UTF-8"),
         (b"\x30\x04\x00\x01a\x09", "properties run past"),
+        (b"\x40\x01\x00", "without a packet identifier"),
+        (b"\x90\x04\x00\x01\x07\x01", "properties run past"),
         (b"\x50\x02\x00\x01", "unexpected packet type 5"),
+        (b"\x30\x80\x80\x04", "over the maximum packet size"),
     ],
 )
 async def test_a_malformed_stream_ends_the_connection(stream: bytes, why: str) -> None:
     connection = connected_decoder(Collected())
     connection._data_received(stream)
-    assert why in await asyncio.wait_for(connection.wait_closed(), 1)
+    reason = await asyncio.wait_for(connection.wait_closed(), 1)
+    assert reason.startswith("protocol error from")
+    assert why in reason
+    assert isinstance(connection.error, MqttProtocolError)
+
+
+@settings(max_examples=300, deadline=None)
+@given(reads=st.lists(st.binary(max_size=60), max_size=8))
+async def test_no_bytes_from_a_broker_escape_the_connection_as_anything_but_its_error(
+    reads: list[bytes],
+) -> None:
+    connection = connected_decoder(Collected())
+    for data in reads:
+        connection._data_received(data)  # anything else raised here fails the test
+    if not connection.is_connected:
+        reason = await connection.wait_closed()
+        assert reason.startswith(("protocol error from", "disconnected by"))
 
 
 # -- against a real Mosquitto --------------------------------------------------------------
@@ -387,3 +414,216 @@ async def test_an_untrusted_certificate_is_refused(
     settings = secure(secure_broker, make_test_pki(tmp_path / "other").ca_cert, "s3cret")
     with pytest.raises(MqttConnectError, match="certificate verify failed"):
         await ConsumerConnection(settings, "fooled").connect()
+
+
+# -- what a real broker announces and enforces ---------------------------------------------
+
+
+@contextlib.contextmanager
+def configured_broker(folder: Path, *options: str) -> Iterator[MosquittoBroker]:
+    """A Mosquitto of the test's own with extra ``mosquitto.conf`` lines."""
+    broker = MosquittoBroker(folder)
+    broker.config.write_text(broker.config.read_text() + "".join(f"{o}\n" for o in options))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def test_the_brokers_connack_limits_are_kept_and_honoured(tmp_path: Path) -> None:
+    options = ("max_qos 0", "retain_available false", "max_packet_size 2048", "max_topic_alias 7")
+    with configured_broker(tmp_path / "limited", *options) as broker:
+        async with ConsumerConnection(broker_settings(broker), "limited") as connection:
+            assert connection.broker_limits == BrokerLimits(
+                maximum_qos=0, retain_available=False, maximum_packet_size=2048,
+                receive_maximum=20, topic_alias_maximum=7,  # 20: Mosquitto's default
+            )  # fmt: skip
+            with pytest.raises(MqttError, match="allows QoS 0 at most, so t/# cannot be"):
+                await connection.subscribe("t/#", qos=1)
+            with pytest.raises(MqttError, match="allows QoS 0 at most; cannot publish"):
+                await connection.publish_confirmed("t/a", b"x")
+            with pytest.raises(MqttError, match="keeps no retained messages"):
+                connection.publish("t/a", b"x", retain=True)
+            with pytest.raises(MqttError, match=r"of 2\d{3} bytes, over the 2048 bytes"):
+                connection.publish("t/a", b"x" * 2_048)
+            # Nothing was sent: the broker would have closed the connection for any of them.
+            await connection.subscribe("t/#", qos=0)
+            connection.publish("t/a", b"x" * 1_000)
+            assert connection.is_connected
+
+
+async def test_publishes_beyond_the_brokers_receive_maximum_wait_for_a_puback(
+    tmp_path: Path, ticker: KeepAliveTicker
+) -> None:
+    with configured_broker(tmp_path / "window", "max_inflight_messages 2") as broker:
+        settings = broker_settings(broker)
+        async with (
+            Recorder(settings, ticker, "t/#", "witness") as witness,
+            ConsumerConnection(settings, "eager") as connection,
+        ):
+            assert connection.broker_limits.receive_maximum == 2
+            payloads = [f"m{index}".encode() for index in range(12)]
+            await asyncio.gather(*(connection.publish_confirmed("t/a", p) for p in payloads))
+            await eventually(lambda: len(witness.messages) == 12, 10, "every publish")
+        assert sorted(m.payload for m in witness.messages) == sorted(payloads)
+
+
+def paho_publisher(port: int) -> paho.Client:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="paho-sizes", protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.connect("127.0.0.1", port)
+    return client
+
+
+async def test_the_broker_drops_what_is_over_the_announced_maximum_packet_size(
+    broker: MosquittoBroker,
+) -> None:
+    collected = Collected()
+    settings = broker_settings(broker)
+    async with ConsumerConnection(
+        settings, "small", max_packet_size=1_024, on_messages=collected
+    ) as connection:
+        await connection.subscribe("t/#", qos=1)
+        await asyncio.to_thread(
+            paho_publish,
+            broker,
+            [("t/big", b"x" * 5_000, []), ("t/small", b"y" * 900, []), ("t/after", b"z", [])],
+        )
+        # Mosquitto keeps the order of one publisher's messages, so once the last one is
+        # in, the big one, sent first, is never coming.
+        await eventually(lambda: len(collected.messages) == 2, 10, "the ones that fit")
+        assert [m.topic for m in collected.messages] == ["t/small", "t/after"]
+        assert connection.is_connected
+
+
+# -- a broker that misbehaves: a loopback server sending crafted bytes ----------------------
+
+
+async def read_packet(reader: asyncio.StreamReader) -> bytes:
+    header = await reader.readexactly(1)
+    length, shift = 0, 0
+    while True:
+        digit = (await reader.readexactly(1))[0]
+        header += bytes((digit,))
+        length |= (digit & 0x7F) << shift
+        shift += 7
+        if not digit & 0x80:
+            return header + await reader.readexactly(length)
+
+
+class FakeBroker:
+    """Answers each packet the client sends with the next of ``replies`` (CONNECT first),
+    then records what else comes until the client closes."""
+
+    def __init__(self, *replies: bytes) -> None:
+        self.replies = replies
+        self.received: list[bytes] = []
+        self.rest = b""
+        self.closed = asyncio.Event()
+        self.port = 0
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for reply in self.replies:
+                self.received.append(await read_packet(reader))
+                writer.write(reply)
+                await writer.drain()
+            self.rest = await reader.read()  # until the client closes
+        finally:
+            self.closed.set()
+            writer.close()
+
+    def settings(self) -> MqttSettings:
+        return MqttSettings(port=self.port, keepalive_s=60, connect_timeout_s=5)
+
+
+CONNACK = b"\x20\x03\x00\x00\x00"
+
+
+def no_fatal_errors(caplog: pytest.LogCaptureFixture) -> bool:
+    return not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("crafted", "reason_code", "why"),
+    [
+        (b"\x30\x00", 0x81, "ends inside its topic length"),
+        (b"\x30\x01\x00", 0x81, "ends inside its topic length"),
+        (b"\x32\x05\x00\x01a\x00\x01", 0x81, "ends inside its header"),
+        (b"\x30\x06\x00\x01a\x02\x26\x00", 0x81, "length runs past"),
+        (b"\x30\x80\x08", 0x95, "1027 bytes, over the maximum packet size of 1024"),
+        (b"\x20\x03\x00\x00\x00", 0x82, "second CONNACK"),
+    ],
+)
+async def test_a_malformed_packet_from_a_broker_is_a_protocol_error_and_a_clean_close(
+    caplog: pytest.LogCaptureFixture, crafted: bytes, reason_code: int, why: str
+) -> None:
+    async with FakeBroker(CONNACK + crafted) as fake:
+        connection = ConsumerConnection(fake.settings(), "victim", max_packet_size=1_024)
+        await connection.connect()
+        reason = await asyncio.wait_for(connection.wait_closed(), 5)
+        await asyncio.wait_for(fake.closed.wait(), 5)
+    assert why in reason
+    assert isinstance(connection.error, MqttProtocolError)
+    assert fake.rest == bytes((0xE0, 1, reason_code))  # DISCONNECT with the reason, then EOF
+    assert b"\x27\x00\x00\x04\x00" in fake.received[0]  # CONNECT: Maximum Packet Size 1,024
+    assert no_fatal_errors(caplog)
+
+
+async def test_a_malformed_connack_fails_the_connect_with_a_protocol_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with FakeBroker(b"\x20\x04\x00\x00\x05\x21") as fake:
+        with pytest.raises(MqttProtocolError, match="properties run past"):
+            await ConsumerConnection(fake.settings(), "victim").connect()
+        await asyncio.wait_for(fake.closed.wait(), 5)
+    assert no_fatal_errors(caplog)
+
+
+@pytest.mark.parametrize(
+    ("suback", "error", "why"),
+    [
+        (b"\x90\x03\x00\x01\x00", MqttProtocolError, "without reason codes"),
+        (b"\x90\x05\x00\x01\x09\x00\x01", MqttProtocolError, "properties run past"),
+        (b"\x90\x04\x00\x01\x00\x00", MqttError, "granted t/# QoS 0 only, not 1"),
+    ],
+)
+async def test_a_bad_or_downgraded_suback_fails_the_subscription(
+    caplog: pytest.LogCaptureFixture, suback: bytes, error: type[MqttError], why: str
+) -> None:
+    async with (
+        FakeBroker(CONNACK, suback) as fake,
+        ConsumerConnection(fake.settings(), "victim") as connection,
+    ):
+        with pytest.raises(error, match=why):
+            await connection.subscribe("t/#", qos=1)
+    assert no_fatal_errors(caplog)
+
+
+async def test_a_publish_waiting_for_a_receive_maximum_slot_times_out_as_an_error() -> None:
+    # Receive maximum 1, and no PUBACK ever: the second publish waits for the first's.
+    async with FakeBroker(b"\x20\x06\x00\x00\x03\x21\x00\x01") as fake:
+        settings = fake.settings().model_copy(update={"connect_timeout_s": 0.5})
+        async with ConsumerConnection(settings, "patient") as connection:
+            first, second = await asyncio.gather(
+                connection.publish_confirmed("t/a", b"1"),
+                connection.publish_confirmed("t/a", b"2"),
+                return_exceptions=True,
+            )
+            assert connection.is_connected
+    assert isinstance(first, MqttError)
+    assert "no PUBACK for t/a" in str(first)
+    assert isinstance(second, MqttError)
+    assert "the 1 publishes" in str(second)
+    assert "were not acknowledged within 0.5 s" in str(second)
