@@ -121,12 +121,43 @@ def test_unknown_people_are_reported_at_the_cabinet_line(tmp_path: Path) -> None
     parsed = read_registry_source(path)
 
     with pytest.raises(RegistryError) as caught:
-        plan_import(EXISTING, parsed.registry, origin=parsed.origin)
+        plan_import(EXISTING, parsed)
 
     assert [str(problem) for problem in caught.value.problems] == [
         "cabinets.csv line 3: captain: no person 'ghost' in this import or in the registry",
         "cabinets.csv line 3: backups: no person 'phantom' in this import or in the registry",
     ]
+
+
+def test_bad_rows_and_unknown_people_are_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "cabinets.csv"
+    path.write_text(
+        "cabinet_id,name,latitude,longitude,captain,backups,coordinator\n"
+        "A,a,22.6,114.0,ghost,,\n"
+        "B,b,123.4,114.0,p1,,\n"
+        "C,c,22.6,114.0,p1,phantom,\n",
+        encoding="utf-8",
+    )
+
+    with pytest.raises(RegistryError) as caught:
+        plan_import(EXISTING, read_registry_source(path))
+
+    assert [str(problem) for problem in caught.value.problems] == [
+        "cabinets.csv line 2: captain: no person 'ghost' in this import or in the registry",
+        "cabinets.csv line 3: latitude: Input should be less than or equal to 90 (got 123.4)",
+        "cabinets.csv line 4: backups: no person 'phantom' in this import or in the registry",
+    ]
+
+
+def test_a_file_with_bad_rows_is_refused_when_read_alone(tmp_path: Path) -> None:
+    path = tmp_path / "cabinets.csv"
+    path.write_text("cabinet_id,name,latitude,longitude\nB,b,123.4,114.0\n", encoding="utf-8")
+
+    assert [str(problem) for problem in read_registry_source(path).problems] == [
+        "cabinets.csv line 2: latitude: Input should be less than or equal to 90 (got 123.4)"
+    ]
+    with pytest.raises(RegistryError):
+        read_registry_file(path)
 
 
 def test_people_of_the_same_import_may_be_named(tmp_path: Path) -> None:
@@ -138,7 +169,7 @@ def test_people_of_the_same_import_may_be_named(tmp_path: Path) -> None:
     )
     parsed = read_registry_files([cabinets, people])
 
-    plan = plan_import(Registry(), parsed.registry, origin=parsed.origin)
+    plan = plan_import(Registry(), parsed)
 
     assert counts(plan) == {"cabinets": (1, 0, 0), "people": (1, 0, 0), "assignments": (1, 0, 0)}
 
@@ -149,7 +180,7 @@ def test_an_id_in_two_files_names_both(tmp_path: Path) -> None:
     (tmp_path / "b.csv").write_text(header + "B,b,1,2\n\nA,again,1,2\n", encoding="utf-8")
 
     with pytest.raises(RegistryError) as caught:
-        read_registry_files([tmp_path / "a.csv", tmp_path / "b.csv"])
+        plan_import(Registry(), read_registry_files([tmp_path / "a.csv", tmp_path / "b.csv"]))
 
     assert [str(problem) for problem in caught.value.problems] == [
         "b.csv line 4: duplicate cabinet_id 'A', first at a.csv line 2"
@@ -191,7 +222,7 @@ def test_hundred_thousand_cabinets_parse_and_plan(tmp_path: Path) -> None:
     progress: list[int] = []
 
     parsed = read_registry_source(path, on_progress=progress.append)
-    plan = plan_import(EXISTING, parsed.registry, origin=parsed.origin)
+    plan = plan_import(EXISTING, parsed)
 
     assert len(parsed.registry.cabinets) == count
     assert progress[-1] == count
