@@ -44,11 +44,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerting.model import (
     Alarm,
+    AlarmDetail,
     AlarmState,
     AlarmType,
     AlertingError,
     Condition,
-    Detail,
     Severity,
     Via,
 )
@@ -134,7 +134,7 @@ class Update(_Value):
     alarm_id: int
     type: AlarmType
     severity: Severity
-    detail: Detail
+    detail: AlarmDetail | None
     escalation: EscalationEffect
 
 

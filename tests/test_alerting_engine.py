@@ -30,8 +30,10 @@ from alerting.escalation import EscalationState
 from alerting.links import LinkAction, LinkSigner
 from alerting.model import (
     Alarm,
+    AlarmDetail,
     AlarmState,
     AlarmType,
+    DetailKey,
     Inspection,
     NoticeKind,
     Notification,
@@ -981,7 +983,7 @@ def test_never_heard_cabinets_are_judged_only_after_the_first_contact_grace(
     rig.engine.evaluate_due(T0 + grace)
     offline = rig.alarm(AlarmType.OFFLINE, CABINET_2)
     assert offline.severity is Severity.WARNING
-    assert offline.detail == "never heard from since it was registered"
+    assert offline.detail == AlarmDetail(key=DetailKey.NEVER_HEARD)
     assert offline.condition_since == local(TODAY - timedelta(days=1), 0)
     never = rig.engine.cabinet_readiness(CABINET_2)
     assert never is not None
