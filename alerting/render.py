@@ -79,7 +79,8 @@ class RenderSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     time_zone: TimeZoneName = Field(
-        default="Asia/Shanghai", description="Times in messages are shown in this zone"
+        default="Asia/Shanghai",
+        description="Times of an alarm whose cabinet's zone is not known are shown in this zone",
     )
     map_url_template: str = Field(
         default=DEFAULT_MAP_URL_TEMPLATE,
