@@ -149,6 +149,22 @@ def test_bad_rows_and_unknown_people_are_reported_together(tmp_path: Path) -> No
     ]
 
 
+def test_a_person_whose_row_is_bad_is_reported_there_not_where_named(tmp_path: Path) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text("person_id,name,language\np-new,新人,klingon\n", encoding="utf-8")
+    cabinets = tmp_path / "cabinets.csv"
+    cabinets.write_text(
+        "cabinet_id,name,latitude,longitude,captain\nN,new,22.6,114.0,p-new\n", encoding="utf-8"
+    )
+
+    with pytest.raises(RegistryError) as caught:
+        plan_import(EXISTING, read_registry_files([cabinets, people]))
+
+    (problem,) = caught.value.problems
+    assert (problem.record, problem.line) == ("people.csv", 2)
+    assert problem.reason.startswith("language: ")
+
+
 def test_a_file_with_bad_rows_is_refused_when_read_alone(tmp_path: Path) -> None:
     path = tmp_path / "cabinets.csv"
     path.write_text("cabinet_id,name,latitude,longitude\nB,b,123.4,114.0\n", encoding="utf-8")

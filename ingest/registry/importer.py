@@ -189,6 +189,8 @@ def _plan(existing: Registry, parsed: ParsedFile) -> ImportPlan:
     people.update(person.person_id for person in existing.people)
     cabinets = {cabinet.cabinet_id for cabinet in incoming.cabinets}
     cabinets.update(cabinet.cabinet_id for cabinet in existing.cabinets)
+    # A person whose own row is bad is reported there, not again where they are named.
+    people.update(parsed.refused_people)
     for assignment in incoming.assignments:
         where = origin.cabinets.get(assignment.cabinet_id, Source("import"))
         column = column_of(assignment.role)

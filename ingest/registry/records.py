@@ -76,6 +76,8 @@ class ParsedFile:
     problems: tuple[RowProblem, ...] = ()
     """What was wrong with the files; ``registry`` holds only the records that had nothing
     wrong. Not empty means the files must not be imported."""
+    refused_people: frozenset[str] = frozenset()
+    """The ids of people whose rows had a problem: named elsewhere, they are not unknown."""
 
     def checked(self) -> ParsedFile:
         """This file when it had no problems; raises :class:`RegistryError` naming them."""
@@ -126,6 +128,7 @@ class RegistryBuilder:
         self._assignments: list[Assignment] = []
         self._cabinet_sources: dict[str, Source] = {}
         self._person_sources: dict[str, Source] = {}
+        self._refused_people: set[str] = set()
         self._on_progress = on_progress
         self._rows = 0
 
@@ -159,6 +162,8 @@ class RegistryBuilder:
         person = self._validate(Person, values, where)
         if person is not None:
             self.add_person(person, where)
+        elif isinstance(person_id := values.get("person_id"), str):
+            self._refused_people.add(person_id.strip())
 
     def add_cabinet(self, cabinet: Cabinet, where: Source) -> None:
         first = self._cabinet_sources.get(cabinet.cabinet_id)
@@ -185,6 +190,7 @@ class RegistryBuilder:
         self._assignments.extend(parsed.registry.assignments)
         self.skipped += parsed.skipped
         self.problems.extend(parsed.problems)
+        self._refused_people.update(parsed.refused_people)
 
     def build(self) -> ParsedFile:
         """The records read so far without a problem, and every problem found."""
@@ -200,6 +206,7 @@ class RegistryBuilder:
             Origin(self._cabinet_sources, self._person_sources),
             self.skipped,
             tuple(self.problems),
+            frozenset(self._refused_people),
         )
 
     def _check_keys(self, values: Mapping[str, Any], known: Sequence[str], where: Source) -> bool:
