@@ -196,7 +196,7 @@ def registry_import(
             )
             progress.update(reading, description="comparing with the registry")
             with StateStore.open(store) as state:
-                plan = plan_import(state.load_registry(), parsed.registry, origin=parsed.origin)
+                plan = plan_import(state.load_registry(), parsed)
                 if not dry_run and not plan.is_empty:
                     progress.update(reading, description="writing")
                     state.apply_registry(plan.upserts)

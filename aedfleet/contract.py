@@ -581,6 +581,7 @@ def _describe(error: ValidationError) -> str:
     return f"{location}: {first['msg']}{suffix}"
 
 
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
 _ADAPTERS: Final = {channel: TypeAdapter(model) for channel, model in MODEL_BY_CHANNEL.items()}
 
 
@@ -603,13 +604,30 @@ def decode_cabinet_message(topic_name: str, payload: bytes) -> CabinetMessage:
     return message
 
 
+def _utf8_text(channel: Channel, payload: bytes) -> str:
+    """The payload as text. ``json.loads`` given bytes would guess UTF-16 or UTF-32 and
+    skip a byte order mark; the contract takes UTF-8 without one and nothing else."""
+    if payload.startswith(_UTF8_BOM):
+        raise ContractError(
+            Reason.INVALID_JSON, f"{channel.value} payload starts with a byte order mark"
+        )
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError(
+            Reason.INVALID_JSON,
+            f"{channel.value} payload is not UTF-8: {exc.reason} at byte {exc.start}",
+        ) from None
+
+
 def decode_payload(channel: Channel, payload: bytes, expected_cabinet_id: str | None) -> Message:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(
             Reason.OVERSIZED, f"payload is {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}"
         )
+    text = _utf8_text(channel, payload)
     try:
-        document: Any = json.loads(payload, parse_constant=_reject_constant)
+        document: Any = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise ContractError(Reason.INVALID_JSON, f"{channel.value} payload: {exc}") from None
     if not isinstance(document, dict):

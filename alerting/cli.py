@@ -64,6 +64,8 @@ def list_alarms(
 ) -> None:
     """Alarms, newest first (by default the active ones: raised or acknowledged)."""
     from alerting.model import AlarmState
+    from alerting.phrasing import phrase_detail
+    from ingest.registry.models import Language
 
     try:
         states = [AlarmState(state)] if state else [AlarmState.RAISED, AlarmState.ACKNOWLEDGED]
@@ -76,10 +78,11 @@ def list_alarms(
         typer.echo(json.dumps([a.model_dump(mode="json") for a in found], ensure_ascii=False))
         return
     for alarm in found[:limit]:
+        # The operator's list is in English and UTC, as its raised_at column.
         typer.echo(
             f"{alarm.alarm_id:>7}  {alarm.state.value:<12} {alarm.severity.value:<8} "
             f"{alarm.type.value:<18} {alarm.cabinet_id:<20} "
-            f"{alarm.raised_at:%Y-%m-%d %H:%M}  {alarm.detail}"
+            f"{alarm.raised_at:%Y-%m-%d %H:%M}  {phrase_detail(alarm.detail, Language.EN, 'UTC')}"
         )
 
 

@@ -368,6 +368,17 @@ class AlertingEngine:
     def person(self, person_id: str) -> Person | None:
         return self._registry.people.get(person_id)
 
+    def time_zones(self, cabinet_ids: Iterable[str]) -> dict[str, str]:
+        """The zone each cabinet's times are shown in: the one its birth names, else the
+        rules' default, as the rules read its dates (cabinets not in the registry left out)."""
+        wanted = [cabinet_id for cabinet_id in cabinet_ids if cabinet_id in self._rules]
+        twins = self._state.twins_of(wanted)
+        return {
+            cabinet_id: (twin.time_zone if (twin := twins.get(cabinet_id)) else None)
+            or self._rules[cabinet_id].default_time_zone
+            for cabinet_id in wanted
+        }
+
     # -- 3. escalation -------------------------------------------------------------------
 
     def escalate(self, now: datetime) -> int:
@@ -574,8 +585,9 @@ class AlertingEngine:
                 self._alarms.mark_failed(notification_id, now, f"{person_id} left the registry")
             return None
         alarm_ids = list(dict.fromkeys(i for n in notifications for i in n.alarm_ids))
+        zones = self.time_zones({alarms[i].cabinet_id for i in alarm_ids if i in alarms})
         briefs = [
-            self._brief(alarms[alarm_id], person, now)
+            self._brief(alarms[alarm_id], person, now, zones.get(alarms[alarm_id].cabinet_id))
             for alarm_id in alarm_ids
             if alarm_id in alarms
         ]
@@ -595,7 +607,9 @@ class AlertingEngine:
         )
         return OutgoingMessage(notice, ids)
 
-    def _brief(self, alarm: Alarm, person: Person, now: datetime) -> AlarmBrief:
+    def _brief(
+        self, alarm: Alarm, person: Person, now: datetime, time_zone: str | None
+    ) -> AlarmBrief:
         cabinet = self._registry.cabinets[alarm.cabinet_id]
         links: dict[str, str] = {}
         if alarm.active:
@@ -608,7 +622,7 @@ class AlertingEngine:
         links["inspect_url"] = self._signer.make(
             LinkAction.RECORD_INSPECTION, cabinet.cabinet_id, person.person_id, now
         )
-        return AlarmBrief(alarm=alarm, cabinet=cabinet, **links)
+        return AlarmBrief(alarm=alarm, cabinet=cabinet, time_zone=time_zone, **links)
 
     def _escalated_after(self, alarm: Alarm, person_id: str) -> tuple[PriorPage, ...]:
         earlier = []

@@ -48,6 +48,7 @@ from alerting.config import HttpSettings
 from alerting.engine import AlertingEngine
 from alerting.links import LinkAction, LinkClaim, LinkError, LinkSigner
 from alerting.model import AlarmState, Inspection, Via
+from alerting.phrasing import phrase_detail
 from alerting.silences import SilenceError, SilenceLimits, SilenceRequest, accept
 from alerting.store import AlarmNotFoundError, AlarmStore, AlarmStoreError, TransitionRefusedError
 from ingest.registry.models import Language
@@ -279,10 +280,14 @@ class AlertingHttp:
             if alarm is None:
                 return self._page("invalid.html.j2", language, status=404, reason="unknown_alarm")
             cabinet = self._engine.cabinet(alarm.cabinet_id)
+            zones = await self._call(self._engine.time_zones, [alarm.cabinet_id])
+            zone = ZoneInfo(zones[alarm.cabinet_id]) if alarm.cabinet_id in zones else self._zone
             return self._page(
                 "alarm.html.j2",
                 language,
+                zone=zone,
                 alarm=alarm,
+                detail=phrase_detail(alarm.detail, language, zone.key),
                 cabinet=cabinet,
                 action=claim.action.value,
                 done=done is not None,
@@ -296,9 +301,17 @@ class AlertingHttp:
         )
 
     def _page(
-        self, name: str, language: Language, status: int = 200, **values: Any
+        self,
+        name: str,
+        language: Language,
+        status: int = 200,
+        zone: ZoneInfo | None = None,
+        **values: Any,
     ) -> web.Response:
-        html = _templates.get_template(name).render(lang=language.value, zone=self._zone, **values)
+        """``zone``: the cabinet's, for a page about one; else the configured one."""
+        html = _templates.get_template(name).render(
+            lang=language.value, zone=zone or self._zone, **values
+        )
         return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
     # -- API -----------------------------------------------------------------------------

@@ -58,11 +58,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerting.model import (
     Alarm,
+    AlarmDetail,
     AlarmState,
     AlarmType,
     AlertingError,
     Condition,
-    Detail,
     Severity,
     Via,
 )
@@ -149,7 +149,7 @@ class Update(_Value):
     alarm_id: int
     type: AlarmType
     severity: Severity
-    detail: Detail
+    detail: AlarmDetail | None
     escalation: EscalationEffect
 
 

@@ -9,9 +9,9 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from aedfleet.contract import CabinetId, UtcTimestamp
+from aedfleet.contract import CabinetId, FaultCode, SelftestKind, UtcTimestamp
 from ingest.registry.models import PersonId, Role
 
 
@@ -59,7 +59,85 @@ class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-Detail = Annotated[str, Field(max_length=500)]
+Note = Annotated[str, Field(max_length=500)]
+
+
+class DetailKey(StrEnum):
+    """What a rule found beyond its alarm type; the comment names the values it needs."""
+
+    DOOR_OPEN = "door_open"  # at: since when
+    DOOR_OPENED_AND_CLOSED = "door_opened_and_closed"  # at: when it was opened
+    AED_OUT = "aed_out"  # at: since when
+    AED_TAKEN_AND_RETURNED = "aed_taken_and_returned"  # at: when it was taken
+    AED_NOT_RETURNED = "aed_not_returned"  # at: when it was taken
+    AED_BACK_UNCHECKED = "aed_back_unchecked"  # at: when it came back
+    SELFTEST_FAILED = "selftest_failed"  # selftest_kind, when known
+    FAULT_CODES = "fault_codes"  # codes
+    READY_LIGHT_OFF = "ready_light_off"
+    BATTERY_BELOW = "battery_below"  # percent: the model's minimum
+    NO_PADS = "no_pads"
+    PADS_EXPIRE = "pads_expire"  # day
+    PADS_EXPIRED = "pads_expired"  # day
+    BATTERY_EXPIRES = "battery_expires"  # day
+    BATTERY_EXPIRED = "battery_expired"  # day
+    LAST_HEARD = "last_heard"  # at; heartbeat_at unless the cabinet said it went offline
+    NEVER_HEARD = "never_heard"
+    NO_SELFTEST_SINCE = "no_selftest_since"  # at: the last self-test
+    NO_SELFTEST_YET = "no_selftest_yet"
+    ABOVE_STORAGE_RANGE = "above_storage_range"  # low_c, high_c
+    BELOW_STORAGE_RANGE = "below_storage_range"  # low_c, high_c
+    ON_BACKUP_POWER = "on_backup_power"  # needs_heat
+    TAMPER_REPORTED = "tamper_reported"  # at
+    INSPECTION_DUE = "inspection_due"  # at: when it fell due
+
+
+_NEEDS: dict[DetailKey, tuple[str, ...]] = {
+    DetailKey.DOOR_OPEN: ("at",),
+    DetailKey.DOOR_OPENED_AND_CLOSED: ("at",),
+    DetailKey.AED_OUT: ("at",),
+    DetailKey.AED_TAKEN_AND_RETURNED: ("at",),
+    DetailKey.AED_NOT_RETURNED: ("at",),
+    DetailKey.AED_BACK_UNCHECKED: ("at",),
+    DetailKey.FAULT_CODES: ("codes",),
+    DetailKey.BATTERY_BELOW: ("percent",),
+    DetailKey.PADS_EXPIRE: ("day",),
+    DetailKey.PADS_EXPIRED: ("day",),
+    DetailKey.BATTERY_EXPIRES: ("day",),
+    DetailKey.BATTERY_EXPIRED: ("day",),
+    DetailKey.LAST_HEARD: ("at",),
+    DetailKey.NO_SELFTEST_SINCE: ("at",),
+    DetailKey.ABOVE_STORAGE_RANGE: ("low_c", "high_c"),
+    DetailKey.BELOW_STORAGE_RANGE: ("low_c", "high_c"),
+    DetailKey.TAMPER_REPORTED: ("at",),
+    DetailKey.INSPECTION_DUE: ("at",),
+}
+
+
+class AlarmDetail(_Value):
+    """The facts behind a condition, without words: a key and the values it needs.
+
+    The rules stay free of any language; :mod:`alerting.phrasing` says a detail in the
+    reader's language, with its instants in the cabinet's time zone. Stored as this
+    model's JSON (``exclude_defaults``).
+    """
+
+    key: DetailKey
+    at: UtcTimestamp | None = None
+    heartbeat_at: UtcTimestamp | None = None
+    day: date | None = None
+    selftest_kind: SelftestKind | None = None
+    codes: tuple[FaultCode, ...] = Field(default=(), max_length=32)
+    percent: float | None = None
+    low_c: float | None = None
+    high_c: float | None = None
+    needs_heat: bool = False
+
+    @model_validator(mode="after")
+    def _has_what_its_key_needs(self) -> AlarmDetail:
+        missing = [name for name in _NEEDS.get(self.key, ()) if getattr(self, name) in (None, ())]
+        if missing:
+            raise ValueError(f"a {self.key} detail needs {', '.join(missing)}")
+        return self
 
 
 class Condition(_Value):
@@ -73,7 +151,7 @@ class Condition(_Value):
     type: AlarmType
     severity: Severity
     since: UtcTimestamp
-    detail: Detail = ""
+    detail: AlarmDetail | None = None
     blocks_readiness: bool = Field(
         default=True, description="False for advance notices: the AED is still usable"
     )
@@ -111,7 +189,7 @@ class Alarm(_Value):
     type: AlarmType
     severity: Severity
     state: AlarmState
-    detail: Detail = ""
+    detail: AlarmDetail | None = None
     condition_since: UtcTimestamp
     raised_at: UtcTimestamp
     # Hysteresis: when the condition was first seen clear since it last held.
@@ -173,7 +251,7 @@ class Silence(_Value):
     alarm_type: AlarmType | None = None
     starts_at: UtcTimestamp
     ends_at: UtcTimestamp
-    reason: Detail
+    reason: Note
     created_by: str
 
     def covers(self, at: datetime) -> bool:
@@ -206,7 +284,7 @@ class AlarmEvent(_Value):
     by: str | None = None
     via: Via
     severity: Severity
-    detail: Detail = ""
+    detail: AlarmDetail | None = None
 
 
 class NotificationState(StrEnum):
@@ -263,7 +341,7 @@ class Inspection(_Value):
     battery_expiry: date | None
     cabinet_intact_and_clean: bool
     alarm_works: bool
-    note: Detail = ""
+    note: Note = ""
     photo_url: HttpUrl | None = None
 
     @property

@@ -31,7 +31,7 @@ def alarm_line(tags: CabinetTags, alarm: Alarm, step: str, at: datetime) -> str:
         f"alarm_id={alarm.alarm_id}i",
         f"state={escape_string_field(alarm.state.value)}",
         f"step={escape_string_field(step)}",
-        f"detail={escape_string_field(alarm.detail)}",
+        f"detail={escape_string_field(_detail_json(alarm))}",
     ]
     if alarm.acknowledged_at is not None:
         response = (alarm.acknowledged_at - alarm.raised_at).total_seconds()
@@ -77,3 +77,8 @@ def notification_line(
         f"alarm_id={alarm.alarm_id}i,attempts={attempts}i,latency_s={latency!r},"
         f"person_id={escape_string_field(person_id)} {timestamp_ns(at)}"
     )
+
+
+def _detail_json(alarm: Alarm) -> str:
+    """The detail's facts, language-free as the store keeps them (empty: no detail)."""
+    return "" if alarm.detail is None else alarm.detail.model_dump_json(exclude_defaults=True)

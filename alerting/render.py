@@ -24,20 +24,20 @@ have no common escape syntax, and registry text is written by the fleet's own st
 The SMS text is at most :data:`SMS_MAX_CHARS` characters and ends with the main link
 (the first acknowledge link, else the first inspection link): whitespace is collapsed,
 and if the words are still too long they are cut and marked with an ellipsis, never the
-link. Times are shown in ``RenderSettings.time_zone`` (Asia/Shanghai by default), and
-every cabinet carries a map link made from its coordinates by
-``RenderSettings.map_url_template`` (OpenStreetMap by default; a deployment may point it
-at a map its users' phones open more readily).
+link. An alarm's details (:mod:`alerting.phrasing`) are said in the recipient's language,
+and its times in its cabinet's time zone (``AlarmBrief.time_zone``, from the cabinet's
+birth; ``RenderSettings.time_zone``, Asia/Shanghai by default, for a cabinet that has not
+said); the other times of a notice in those of its first alarm. Every cabinet carries a
+map link made from its coordinates by ``RenderSettings.map_url_template`` (OpenStreetMap
+by default; a deployment may point it at a map its users' phones open more readily).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from aedfleet.contract import TimeZoneName
 from alerting.model import AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import AlarmBrief, Notice, RenderedNotice, RenderError
+from alerting.phrasing import duration, local_time, phrase_detail
 from ingest.registry.models import Cabinet, Language
 
 __all__ = [
@@ -78,7 +79,8 @@ class RenderSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     time_zone: TimeZoneName = Field(
-        default="Asia/Shanghai", description="Times in messages are shown in this zone"
+        default="Asia/Shanghai",
+        description="Times of an alarm whose cabinet's zone is not known are shown in this zone",
     )
     map_url_template: str = Field(
         default=DEFAULT_MAP_URL_TEMPLATE,
@@ -145,7 +147,6 @@ class Renderer:
         self, settings: RenderSettings | None = None, templates: Path | None = None
     ) -> None:
         self.settings = settings or RenderSettings()
-        self._zone = ZoneInfo(self.settings.time_zone)
         self._environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(templates or TEMPLATES),
             autoescape=jinja2.select_autoescape(
@@ -156,8 +157,7 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
-        self._environment.filters["local"] = self._local_time
-        self._environment.filters["minutes_between"] = _minutes_between
+        self._environment.filters["local"] = _local_time
 
     def render(self, notice: Notice) -> RenderedNotice:
         """The notice in the recipient's language, in every form a channel needs."""
@@ -166,7 +166,8 @@ class Renderer:
         link = main_link(notice)
         if link and SMS_MAX_CHARS - len(link[1]) - 1 < _MIN_WORDS:
             link = None  # fit_short_text would leave it out: no label for a missing link
-        context = self._context(notice) | {"main_link": link[0] if link else None}
+        alarms = [self._alarm_view(brief, language) for brief in notice.alarms]
+        context = self._context(notice, alarms) | {"main_link": link[0] if link else None}
         try:
             subject = " ".join(self._render(language, "subject.j2", context).split())
             text = self._render(language, f"{family}.txt.j2", context).strip() + "\n"
@@ -187,13 +188,15 @@ class Renderer:
             html=html,
             markdown=markdown,
             short_text=fit_short_text(short, link[1] if link else None),
+            details=tuple(view["detail"] for view in alarms),
         )
 
     def _render(self, language: Language, name: str, context: Mapping[str, Any]) -> str:
         return self._environment.get_template(f"{language.value}/{name}").render(context)
 
-    def _context(self, notice: Notice) -> dict[str, Any]:
-        alarms = [self._alarm_view(brief) for brief in notice.alarms]
+    def _context(self, notice: Notice, alarms: list[dict[str, Any]]) -> dict[str, Any]:
+        language = notice.recipient.language
+        prior = notice.escalated_after
         worst = max((brief.alarm.severity for brief in notice.alarms), key=lambda s: s.rank)
         return {
             "notice": notice,
@@ -205,13 +208,15 @@ class Renderer:
             "cabinet_count": len({brief.cabinet.cabinet_id for brief in notice.alarms}),
             "worst": worst.value,
             "urgent": worst.rank >= Severity.HIGH.rank,
-            "prior": notice.escalated_after,
+            "prior": prior,
+            "waited": duration(notice.created_at - prior[0].paged_at, language) if prior else "",
             "created_at": notice.created_at,
-            "time_zone": self.settings.time_zone,
+            "time_zone": alarms[0]["time_zone"],
         }
 
-    def _alarm_view(self, brief: AlarmBrief) -> dict[str, Any]:
+    def _alarm_view(self, brief: AlarmBrief, language: Language) -> dict[str, Any]:
         alarm = brief.alarm
+        time_zone = brief.time_zone or self.settings.time_zone
         return {
             "alarm": alarm,
             "type": alarm.type.value,
@@ -224,12 +229,13 @@ class Renderer:
             "inspect_url": brief.inspect_url,
             "via": alarm.resolved_via.value if alarm.resolved_via else None,
             "expiry": _relevant_expiry(brief),
+            "time_zone": time_zone,
+            "detail": phrase_detail(alarm.detail, language, time_zone),
         }
 
-    def _local_time(self, moment: datetime | None) -> str:
-        if moment is None:
-            return ""
-        return moment.astimezone(self._zone).strftime("%Y-%m-%d %H:%M")
+
+def _local_time(moment: datetime | None, time_zone: str) -> str:
+    return "" if moment is None else local_time(moment, time_zone)
 
 
 _PADS_TYPES: Final = frozenset({AlarmType.PADS_EXPIRING, AlarmType.PADS_EXPIRED})
@@ -244,7 +250,3 @@ def _relevant_expiry(brief: AlarmBrief) -> tuple[str, date] | None:
     if brief.alarm.type in _BATTERY_TYPES and cabinet.battery_expiry:
         return "battery", cabinet.battery_expiry
     return None
-
-
-def _minutes_between(later: datetime, earlier: datetime) -> int:
-    return max(0, math.floor((later - earlier).total_seconds() / 60))

@@ -12,7 +12,9 @@ Both come from one walk over the rules: every comparison of ``now`` with a deadl
 through :meth:`_Evaluation.reached`, which also records the deadlines still ahead. The
 answer is therefore constant until the earliest of them, and the two functions cannot
 disagree. For the same reason nothing in a condition is computed from ``now`` itself
-(a detail never says "open for 12 minutes"): a detail changes only with the facts.
+(a detail never says "open for 12 minutes"): a detail changes only with the facts. A
+detail is an :class:`~alerting.model.AlarmDetail`, facts without words; the renderer
+phrases it in the reader's language and the cabinet's time zone.
 
 A deadline counts as passed at its instant (``now >= deadline``). Dates (expiry, install)
 are read in the cabinet's time zone (its birth's, else the configured default): pads that
@@ -61,14 +63,13 @@ from zoneinfo import ZoneInfo
 
 from aedfleet.contract import DoorState, PowerSource, SelftestPeriod, SelftestResult
 from alerting.facts import CabinetFacts, Track
-from alerting.model import AlarmType, Condition, Severity
+from alerting.model import AlarmDetail, AlarmType, Condition, DetailKey, Severity
 from alerting.rule_config import RuleSet
 from ingest.registry.models import Cabinet
 from ingest.twin import Twin
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
-_DETAIL_LIMIT = 500
 _TYPE_ORDER = {alarm_type: index for index, alarm_type in enumerate(AlarmType)}
 
 
@@ -95,10 +96,6 @@ def _midnight(day: date, zone: ZoneInfo, *, days_later: int = 0) -> datetime:
         return _LATEST if day.year > 1 and days_later >= 0 else _EARLIEST
 
 
-def _utc(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 @dataclass(slots=True)
 class _Evaluation:
     cabinet: Cabinet
@@ -123,14 +120,12 @@ class _Evaluation:
         alarm_type: AlarmType,
         severity: Severity,
         since: datetime,
-        detail: str,
+        detail: AlarmDetail,
         *,
         blocks_readiness: bool = True,
         over: bool = False,
         covered_by: AlarmType | None = None,
     ) -> None:
-        if len(detail) > _DETAIL_LIMIT:
-            detail = detail[: _DETAIL_LIMIT - 1] + "…"
         self.conditions.append(
             Condition(
                 cabinet_id=self.cabinet.cabinet_id,
@@ -188,7 +183,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             AlarmType.DOOR_OPENED,
             severities.door_opened,
             opened,
-            f"door open since {_utc(opened)}",
+            AlarmDetail(key=DetailKey.DOOR_OPEN, at=opened),
             blocks_readiness=e.reached(_plus(opened, limits.door_open_allowance)),
         )
     elif (onset := _recent_onset(e, e.facts.door_open)) is not None:
@@ -196,7 +191,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             AlarmType.DOOR_OPENED,
             severities.door_opened,
             onset,
-            f"door opened at {_utc(onset)} and closed again",
+            AlarmDetail(key=DetailKey.DOOR_OPENED_AND_CLOSED, at=onset),
             blocks_readiness=False,
             over=True,
         )
@@ -210,7 +205,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             AlarmType.AED_REMOVED,
             severities.aed_removed,
             onset,
-            f"AED taken at {_utc(onset)} and put back",
+            AlarmDetail(key=DetailKey.AED_TAKEN_AND_RETURNED, at=onset),
             blocks_readiness=False,
             over=True,
         )
@@ -219,7 +214,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             AlarmType.AED_REMOVED,
             severities.aed_removed,
             removed,
-            f"AED out of its cabinet since {_utc(removed)}",
+            AlarmDetail(key=DetailKey.AED_OUT, at=removed),
         )
         overdue = _plus(removed, limits.aed_not_returned_after)
         if e.reached(overdue):
@@ -227,7 +222,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
                 AlarmType.AED_NOT_RETURNED,
                 severities.aed_not_returned,
                 overdue,
-                f"AED taken at {_utc(removed)} and not returned",
+                AlarmDetail(key=DetailKey.AED_NOT_RETURNED, at=removed),
             )
     returned = e.facts.post_use_check_since
     if returned is not None:
@@ -235,7 +230,7 @@ def _door_and_aed(e: _Evaluation, twin: Twin) -> datetime | None:
             AlarmType.POST_USE_CHECK,
             severities.post_use_check,
             returned,
-            f"AED back since {_utc(returned)}: needs new pads and a passing self-test",
+            AlarmDetail(key=DetailKey.AED_BACK_UNCHECKED, at=returned),
         )
     return removed
 
@@ -244,23 +239,25 @@ def _aed_health(e: _Evaluation, twin: Twin, aed_out: bool) -> None:
     severities = e.rules.severities
     failed = False
     if twin.selftest_ts is not None:
-        kind = twin.selftest_kind.value if twin.selftest_kind else "last"
-        codes = ", ".join(twin.selftest_fault_codes or ())
+        codes = tuple(twin.selftest_fault_codes or ())
         if twin.selftest_result is SelftestResult.FAIL:
             failed = True
             e.add(
                 AlarmType.SELFTEST_FAILED,
                 severities.selftest_failed,
                 twin.selftest_ts,
-                f"{kind} self-test failed, "
-                + (f"fault codes {codes}" if codes else "no fault code reported"),
+                AlarmDetail(
+                    key=DetailKey.SELFTEST_FAILED, selftest_kind=twin.selftest_kind, codes=codes
+                ),
             )
         elif codes:
             e.add(
                 AlarmType.FAULT_CODES,
                 severities.fault_codes,
                 twin.selftest_ts,
-                f"{kind} self-test passed with fault codes {codes}",
+                AlarmDetail(
+                    key=DetailKey.FAULT_CODES, selftest_kind=twin.selftest_kind, codes=codes
+                ),
             )
     not_ready = _since(
         e.facts.not_ready, None if twin.aed_ready is None else not twin.aed_ready, twin.heartbeat_ts
@@ -270,7 +267,7 @@ def _aed_health(e: _Evaluation, twin: Twin, aed_out: bool) -> None:
             AlarmType.AED_NOT_READY,
             severities.aed_not_ready,
             not_ready,
-            "the AED's ready indicator is off",
+            AlarmDetail(key=DetailKey.READY_LIGHT_OFF),
             covered_by=AlarmType.SELFTEST_FAILED if failed else None,
         )
     if twin.battery_pct is not None and twin.battery_pct < e.rules.aed.min_battery_pct:
@@ -280,7 +277,7 @@ def _aed_health(e: _Evaluation, twin: Twin, aed_out: bool) -> None:
                 AlarmType.BATTERY_LOW,
                 severities.battery_low,
                 low,
-                f"battery below {e.rules.aed.min_battery_pct:g} %",
+                AlarmDetail(key=DetailKey.BATTERY_BELOW, percent=e.rules.aed.min_battery_pct),
             )
 
 
@@ -295,23 +292,35 @@ def _consumables(e: _Evaluation, twin: Twin | None) -> None:
         )
     )
     if pads_missing is not None:
-        e.add(AlarmType.PADS_MISSING, e.rules.severities.pads_missing, pads_missing, "no pads")
+        e.add(
+            AlarmType.PADS_MISSING,
+            e.rules.severities.pads_missing,
+            pads_missing,
+            AlarmDetail(key=DetailKey.NO_PADS),
+        )
     else:
         pads_expiry = (
             twin.pads_expiry if twin and twin.pads_expiry is not None else e.cabinet.pads_expiry
         )
-        _expiry(e, "pads", pads_expiry, AlarmType.PADS_EXPIRING, AlarmType.PADS_EXPIRED)
+        _expiry(e, pads_expiry, AlarmType.PADS_EXPIRING, AlarmType.PADS_EXPIRED)
     battery_expiry = (
         twin.battery_expiry
         if twin and twin.battery_expiry is not None
         else e.cabinet.battery_expiry
     )
-    _expiry(e, "battery", battery_expiry, AlarmType.BATTERY_EXPIRING, AlarmType.BATTERY_EXPIRED)
+    _expiry(e, battery_expiry, AlarmType.BATTERY_EXPIRING, AlarmType.BATTERY_EXPIRED)
+
+
+_EXPIRY_DETAILS = {
+    AlarmType.PADS_EXPIRING: DetailKey.PADS_EXPIRE,
+    AlarmType.PADS_EXPIRED: DetailKey.PADS_EXPIRED,
+    AlarmType.BATTERY_EXPIRING: DetailKey.BATTERY_EXPIRES,
+    AlarmType.BATTERY_EXPIRED: DetailKey.BATTERY_EXPIRED,
+}
 
 
 def _expiry(
     e: _Evaluation,
-    what: str,
     expiry: date | None,
     expiring: AlarmType,
     expired: AlarmType,
@@ -321,7 +330,7 @@ def _expiry(
     expired_at = _midnight(expiry, e.zone, days_later=1)
     if e.reached(expired_at):
         severity = getattr(e.rules.severities, expired.value)
-        e.add(expired, severity, expired_at, f"{what} expired on {expiry.isoformat()}")
+        e.add(expired, severity, expired_at, AlarmDetail(key=_EXPIRY_DETAILS[expired], day=expiry))
         return
     notices = e.rules.thresholds.expiry_notices  # farthest first
     if not notices:
@@ -336,7 +345,7 @@ def _expiry(
             expiring,
             notice_severity,
             first_notice,
-            f"{what} expire{'' if what == 'pads' else 's'} on {expiry.isoformat()}",
+            AlarmDetail(key=_EXPIRY_DETAILS[expiring], day=expiry),
             blocks_readiness=False,
         )
 
@@ -360,8 +369,11 @@ def _connection(e: _Evaluation, twin: Twin, last_seen: datetime, first_seen: dat
             AlarmType.OFFLINE,
             severities.offline_long if long else severities.offline,
             since,
-            f"last heard from at {_utc(last_seen)}"
-            + ("" if twin.online is False else f", no heartbeat since {_utc(last_beat)}"),
+            AlarmDetail(
+                key=DetailKey.LAST_HEARD,
+                at=last_seen,
+                heartbeat_at=None if twin.online is False else last_beat,
+            ),
         )
 
 
@@ -379,9 +391,9 @@ def _selftest_schedule(e: _Evaluation, twin: Twin, first_seen: datetime) -> None
             AlarmType.SELFTEST_MISSING,
             e.rules.severities.selftest_missing,
             deadline,
-            f"no self-test reported since {_utc(last)}"
+            AlarmDetail(key=DetailKey.NO_SELFTEST_SINCE, at=last)
             if twin.selftest_ts
-            else "no self-test reported yet",
+            else AlarmDetail(key=DetailKey.NO_SELFTEST_YET),
         )
 
 
@@ -391,12 +403,16 @@ def _climate(e: _Evaluation, twin: Twin) -> None:
     if celsius is not None and not storage.contains(celsius):
         left = e.facts.temperature_outside.since or twin.heartbeat_ts
         if left is not None and e.reached(_plus(left, limits.temperature_excursion_after)):
-            side = "above" if celsius > storage.max_c else "below"
+            side = (
+                DetailKey.ABOVE_STORAGE_RANGE
+                if celsius > storage.max_c
+                else DetailKey.BELOW_STORAGE_RANGE
+            )
             e.add(
                 AlarmType.TEMPERATURE,
                 severities.temperature,
                 left,
-                f"cabinet {side} the storage range {storage.min_c:g} to {storage.max_c:g} °C",
+                AlarmDetail(key=side, low_c=storage.min_c, high_c=storage.max_c),
             )
     backup = _since(
         e.facts.on_backup_power,
@@ -409,8 +425,7 @@ def _climate(e: _Evaluation, twin: Twin) -> None:
             AlarmType.POWER_LOST,
             severities.power_lost_unheated if needs_heat else severities.power_lost,
             backup,
-            "mains lost, on backup power"
-            + (" and the cabinet needs heating" if needs_heat else ""),
+            AlarmDetail(key=DetailKey.ON_BACKUP_POWER, needs_heat=needs_heat),
             blocks_readiness=False,
         )
 
@@ -422,7 +437,7 @@ def _tamper(e: _Evaluation) -> None:
             AlarmType.TAMPER,
             e.rules.severities.tamper,
             tamper.ts,
-            f"tamper reported at {_utc(tamper.ts)}",
+            AlarmDetail(key=DetailKey.TAMPER_REPORTED, at=tamper.ts),
             blocks_readiness=False,
         )
 
@@ -447,7 +462,7 @@ def _inspection(e: _Evaluation) -> None:
             AlarmType.INSPECTION_OVERDUE,
             e.rules.severities.inspection_overdue,
             due,
-            f"inspection due since {_utc(due)}",
+            AlarmDetail(key=DetailKey.INSPECTION_DUE, at=due),
             blocks_readiness=False,
         )
 
@@ -463,7 +478,7 @@ def _never_heard(e: _Evaluation) -> None:
         AlarmType.OFFLINE,
         e.rules.severities.offline,
         since,
-        "never heard from since it was registered",
+        AlarmDetail(key=DetailKey.NEVER_HEARD),
     )
 
 

@@ -74,6 +74,7 @@ from alerting.lifecycle import (
 )
 from alerting.model import (
     Alarm,
+    AlarmDetail,
     AlarmEvent,
     AlarmEventKind,
     AlarmState,
@@ -164,7 +165,7 @@ def _columns(model: BaseModel) -> dict[str, object]:
     for name, value in model.__dict__.items():
         if isinstance(value, Enum):
             row[name] = value.value
-        elif value is None or isinstance(value, str | int | float | date | datetime):
+        elif value is None or isinstance(value, str | int | float | date | datetime | AlarmDetail):
             row[name] = value
         elif isinstance(value, tuple):
             row[name] = list(value)

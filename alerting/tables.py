@@ -5,7 +5,8 @@ They share the state store's :data:`~ingest.store.tables.metadata` (one schema, 
 migration chain: ``ingest/store/migrations/versions/0002_alerting.py`` creates exactly
 these) and follow its conventions: columns are named after the fields of the values they
 hold (:mod:`alerting.model`), enumerations are stored as their string values, times as
-UTC (:class:`~ingest.store.tables.UtcDateTime`).
+UTC (:class:`~ingest.store.tables.UtcDateTime`), an alarm's detail as the JSON of its
+:class:`~alerting.model.AlarmDetail` (:class:`DetailText`).
 
 Two constraints carry the guarantees the service relies on:
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -37,7 +39,10 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
+from alerting.model import AlarmDetail
 from ingest.store.tables import ENUM_LENGTH, ID_LENGTH, UtcDateTime, metadata
 
 __all__ = [
@@ -56,6 +61,30 @@ __all__ = [
 
 PAGE_KEY_LENGTH: Final = 200
 ACTIVE_ALARM: Final = text("state <> 'resolved'")
+
+
+class DetailText(TypeDecorator[AlarmDetail]):
+    """An alarm's detail as its JSON text; no detail is the empty text.
+
+    A detail an earlier version stored as English words reads as no detail: the next
+    evaluation of its cabinet finds the condition with its detail and writes that.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: AlarmDetail | None, dialect: Dialect) -> str:
+        return "" if value is None else value.model_dump_json(exclude_defaults=True)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> AlarmDetail | None:
+        if not value or not value.startswith("{"):
+            return None
+        try:
+            return AlarmDetail.model_validate_json(value)
+        except ValidationError:
+            return None
+
+
 """The predicate of ``uq_alarms_active``, literal so that ON CONFLICT can name the index."""
 
 alarms = Table(
@@ -66,7 +95,7 @@ alarms = Table(
     Column("type", String(ENUM_LENGTH), nullable=False),
     Column("severity", String(ENUM_LENGTH), nullable=False),
     Column("state", String(ENUM_LENGTH), nullable=False, index=True),
-    Column("detail", String, nullable=False),
+    Column("detail", DetailText, nullable=False),
     Column("condition_since", UtcDateTime, nullable=False),
     Column("raised_at", UtcDateTime, nullable=False),
     Column("clear_since", UtcDateTime),
@@ -96,7 +125,7 @@ alarm_events = Table(
     Column("by", String),
     Column("via", String(ENUM_LENGTH), nullable=False),
     Column("severity", String(ENUM_LENGTH), nullable=False),
-    Column("detail", String, nullable=False),
+    Column("detail", DetailText, nullable=False),
 )
 
 escalations = Table(

@@ -34,7 +34,7 @@ from playwright.async_api import (
 from pydantic import SecretStr
 from sqlalchemy import create_engine, select
 
-from aedfleet.contract import CabinetMessage
+from aedfleet.contract import CabinetMessage, EventType
 from alerting.config import AlertingSettings, HttpSettings, LinkSettings
 from alerting.engine import AlertingEngine
 from alerting.http import AlertingHttp
@@ -46,7 +46,7 @@ from firmware_sim.registry import simulated_registry
 from firmware_sim.scenario import FleetDefaults, Scenario
 from ingest.registry.models import Cabinet
 from ingest.store.store import StateStore
-from tests.alerting_rules_support import T0, birth, heartbeat, selftest
+from tests.alerting_rules_support import T0, birth, event, heartbeat, selftest
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -247,6 +247,24 @@ class LinkPages:
             raise RuntimeError("the link pages are not serving")
         alarms = await self.call(self._alarms.alarms, None, CABINET_ID)
         return next(alarm for alarm in alarms if alarm.type is AlarmType.SELFTEST_FAILED)
+
+    async def door_left_open(self, opened: datetime) -> Alarm:
+        """Cabinet 1, in Shenzhen (its birth names Asia/Shanghai), has had its door open
+        since ``opened``; the alarm it raises."""
+        await self.feed(
+            [
+                birth(0, 1, opened - timedelta(seconds=2), time_zone="Asia/Shanghai"),
+                heartbeat(0, 2, opened - timedelta(seconds=1)),
+                event(0, 3, opened, EventType.DOOR_OPENED),
+            ]
+        )
+        return await self._alarm_of(AlarmType.DOOR_OPENED)
+
+    async def _alarm_of(self, alarm_type: AlarmType) -> Alarm:
+        if self._alarms is None:
+            raise RuntimeError("the link pages are not serving")
+        alarms = await self.call(self._alarms.alarms, None, CABINET_ID)
+        return next(alarm for alarm in alarms if alarm.type is alarm_type)
 
     async def alarm(self, alarm_id: int) -> Alarm:
         found = await self.call(self.engine.alarm, alarm_id)

@@ -13,11 +13,47 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from alerting.model import Alarm, AlarmState, AlarmType, NoticeKind, Severity, Via
+from aedfleet.contract import SelftestKind
+from alerting.model import (
+    Alarm,
+    AlarmDetail,
+    AlarmState,
+    AlarmType,
+    DetailKey,
+    NoticeKind,
+    Severity,
+    Via,
+)
 from alerting.notifiers.base import AlarmBrief, Notice, PriorPage
 from ingest.registry.models import AccessMode, Cabinet, Language, Person, Role, SiteType
 
 NOW = datetime(2025, 5, 1, 6, 3, tzinfo=UTC)  # 14:03 in Shanghai
+SINCE = NOW - timedelta(minutes=12)  # 13:51 in Shanghai
+BEAT = NOW - timedelta(minutes=40)  # 13:23 in Shanghai
+# What the rules say about each alarm type, as they say it (alerting.rules).
+DETAILS: dict[AlarmType, AlarmDetail] = {
+    AlarmType.DOOR_OPENED: AlarmDetail(key=DetailKey.DOOR_OPEN, at=SINCE),
+    AlarmType.AED_REMOVED: AlarmDetail(key=DetailKey.AED_OUT, at=SINCE),
+    AlarmType.AED_NOT_RETURNED: AlarmDetail(key=DetailKey.AED_NOT_RETURNED, at=SINCE),
+    AlarmType.POST_USE_CHECK: AlarmDetail(key=DetailKey.AED_BACK_UNCHECKED, at=SINCE),
+    AlarmType.SELFTEST_FAILED: AlarmDetail(
+        key=DetailKey.SELFTEST_FAILED, selftest_kind=SelftestKind.DAILY
+    ),
+    AlarmType.AED_NOT_READY: AlarmDetail(key=DetailKey.READY_LIGHT_OFF),
+    AlarmType.FAULT_CODES: AlarmDetail(key=DetailKey.FAULT_CODES, codes=("E-42", "B3")),
+    AlarmType.PADS_MISSING: AlarmDetail(key=DetailKey.NO_PADS),
+    AlarmType.PADS_EXPIRING: AlarmDetail(key=DetailKey.PADS_EXPIRE, day=date(2025, 6, 1)),
+    AlarmType.PADS_EXPIRED: AlarmDetail(key=DetailKey.PADS_EXPIRED, day=date(2025, 4, 30)),
+    AlarmType.BATTERY_EXPIRING: AlarmDetail(key=DetailKey.BATTERY_EXPIRES, day=date(2025, 7, 1)),
+    AlarmType.BATTERY_EXPIRED: AlarmDetail(key=DetailKey.BATTERY_EXPIRED, day=date(2025, 4, 1)),
+    AlarmType.BATTERY_LOW: AlarmDetail(key=DetailKey.BATTERY_BELOW, percent=20),
+    AlarmType.OFFLINE: AlarmDetail(key=DetailKey.LAST_HEARD, at=SINCE, heartbeat_at=BEAT),
+    AlarmType.SELFTEST_MISSING: AlarmDetail(key=DetailKey.NO_SELFTEST_SINCE, at=BEAT),
+    AlarmType.TEMPERATURE: AlarmDetail(key=DetailKey.BELOW_STORAGE_RANGE, low_c=0, high_c=50),
+    AlarmType.POWER_LOST: AlarmDetail(key=DetailKey.ON_BACKUP_POWER, needs_heat=True),
+    AlarmType.TAMPER: AlarmDetail(key=DetailKey.TAMPER_REPORTED, at=SINCE),
+    AlarmType.INSPECTION_OVERDUE: AlarmDetail(key=DetailKey.INSPECTION_DUE, at=SINCE),
+}
 
 
 def cabinet(**overrides: Any) -> Cabinet:
@@ -49,8 +85,8 @@ def alarm(
         "type": alarm_type,
         "severity": severity,
         "state": AlarmState.RAISED,
-        "detail": "",
-        "condition_since": NOW - timedelta(minutes=12),
+        "detail": None,
+        "condition_since": SINCE,
         "raised_at": NOW - timedelta(minutes=11),
     }
     return Alarm(**(values | overrides))
@@ -79,7 +115,11 @@ def person(language: Language = Language.ZH, **overrides: Any) -> Person:
 
 
 def brief(
-    alarm_value: Alarm | None = None, cabinet_value: Cabinet | None = None, **links: str | None
+    alarm_value: Alarm | None = None,
+    cabinet_value: Cabinet | None = None,
+    *,
+    time_zone: str | None = None,
+    **links: str | None,
 ) -> AlarmBrief:
     found = alarm_value or alarm()
     place = cabinet_value or cabinet(cabinet_id=found.cabinet_id)
@@ -88,7 +128,7 @@ def brief(
         "resolve_url": f"https://aed.example.cn/r/{found.alarm_id}-fix",
         "inspect_url": f"https://aed.example.cn/i/{found.cabinet_id}",
     }
-    return AlarmBrief(alarm=found, cabinet=place, **(values | links))
+    return AlarmBrief(alarm=found, cabinet=place, time_zone=time_zone, **(values | links))
 
 
 def notice(

@@ -35,7 +35,17 @@ from alerting.lifecycle import (
     reconcile,
     resolve,
 )
-from alerting.model import Alarm, AlarmState, AlarmType, Condition, Page, Severity, Via
+from alerting.model import (
+    Alarm,
+    AlarmDetail,
+    AlarmState,
+    AlarmType,
+    Condition,
+    DetailKey,
+    Page,
+    Severity,
+    Via,
+)
 from alerting.rule_config import RuleConfig, Thresholds, rules_for
 from alerting.rules import evaluate as rules_evaluate
 from ingest.registry.models import Role
@@ -47,6 +57,7 @@ from tests.test_alerting_rules import started
 CABINET = "SZ-0001"
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 HYSTERESIS = Hysteresis()
+COLD = AlarmDetail(key=DetailKey.BELOW_STORAGE_RANGE, low_c=0, high_c=50)
 FAST = settings(max_examples=200, deadline=None)
 
 
@@ -57,7 +68,7 @@ def minutes(count: float) -> datetime:
 def condition(
     alarm_type: AlarmType = AlarmType.TEMPERATURE,
     severity: Severity = Severity.WARNING,
-    detail: str = "",
+    detail: AlarmDetail | None = None,
     cabinet_id: str = CABINET,
 ) -> Condition:
     return Condition(
@@ -83,7 +94,7 @@ def by_type(*alarms: Alarm) -> dict[AlarmType, Alarm]:
 
 
 def test_a_new_condition_raises_an_alarm() -> None:
-    found = condition(severity=Severity.HIGH, detail="-3 °C")
+    found = condition(severity=Severity.HIGH, detail=COLD)
     assert reconcile({}, [found], T0, HYSTERESIS) == (Raise(condition=found),)
 
 
@@ -100,7 +111,7 @@ def test_a_severity_going_up_restarts_the_escalation() -> None:
             alarm_id=1,
             type=AlarmType.TEMPERATURE,
             severity=Severity.CRITICAL,
-            detail="",
+            detail=None,
             escalation=EscalationEffect.RESTART,
         ),
     )
@@ -109,8 +120,8 @@ def test_a_severity_going_up_restarts_the_escalation() -> None:
 @pytest.mark.parametrize(
     ("held", "now_severity", "detail"),
     [
-        (alarm(severity=Severity.CRITICAL), Severity.HIGH, ""),  # downgrade
-        (alarm(severity=Severity.HIGH), Severity.HIGH, "now -5 °C"),  # new detail only
+        (alarm(severity=Severity.CRITICAL), Severity.HIGH, None),  # downgrade
+        (alarm(severity=Severity.HIGH), Severity.HIGH, COLD),  # new detail only
         (  # upgrade, but somebody is already on it
             alarm(
                 severity=Severity.WARNING,
@@ -120,13 +131,13 @@ def test_a_severity_going_up_restarts_the_escalation() -> None:
                 acknowledged_via=Via.LINK,
             ),
             Severity.CRITICAL,
-            "",
+            None,
         ),
     ],
     ids=["downgrade", "detail", "acknowledged-upgrade"],
 )
 def test_other_updates_continue_the_escalation(
-    held: Alarm, now_severity: Severity, detail: str
+    held: Alarm, now_severity: Severity, detail: AlarmDetail | None
 ) -> None:
     changes = reconcile(
         by_type(held), [condition(severity=now_severity, detail=detail)], T0, HYSTERESIS
@@ -351,7 +362,7 @@ def test_stale_changes_are_harmless() -> None:
             alarm_id=1,
             type=AlarmType.TEMPERATURE,
             severity=Severity.HIGH,
-            detail="",
+            detail=None,
             escalation=EscalationEffect.RESTART,
         ),
     ):
@@ -443,7 +454,9 @@ STEPS = st.lists(
     st.one_of(
         st.tuples(
             st.just("evaluate"),
-            st.dictionaries(TYPES, st.tuples(SEVERITIES, st.sampled_from(["", "x"])), max_size=4),
+            st.dictionaries(
+                TYPES, st.tuples(SEVERITIES, st.sampled_from([None, COLD])), max_size=4
+            ),
         ),
         st.tuples(st.just("wait"), st.integers(0, 400)),
         st.tuples(st.just("acknowledge"), st.integers(0, 10)),
@@ -455,7 +468,7 @@ STEPS = st.lists(
 
 def evaluate(
     memory: MemoryAlarms,
-    reported: dict[AlarmType, tuple[Severity, str]],
+    reported: dict[AlarmType, tuple[Severity, AlarmDetail | None]],
     now: datetime,
     absent_since: dict[AlarmType, datetime],
 ) -> None:

@@ -24,10 +24,12 @@ from alerting.escalation import EscalationPolicies, EscalationState, advance
 from alerting.lifecycle import Hysteresis, Raise, Resolve, reconcile
 from alerting.model import (
     Alarm,
+    AlarmDetail,
     AlarmEventKind,
     AlarmState,
     AlarmType,
     Condition,
+    DetailKey,
     Inspection,
     NoticeKind,
     NotificationState,
@@ -102,11 +104,15 @@ def condition(
     cabinet_id: str = "SZ-0001",
     alarm_type: AlarmType = AlarmType.TEMPERATURE,
     severity: Severity = Severity.WARNING,
-    detail: str = "",
+    detail: AlarmDetail | None = None,
 ) -> Condition:
     return Condition(
         cabinet_id=cabinet_id, type=alarm_type, severity=severity, since=T0, detail=detail
     )
+
+
+def above(high_c: float) -> AlarmDetail:
+    return AlarmDetail(key=DetailKey.ABOVE_STORAGE_RANGE, low_c=-20, high_c=high_c)
 
 
 def evaluate(
@@ -200,7 +206,7 @@ def test_the_state_store_and_the_alarm_store_share_one_database(url: str) -> Non
 
 
 def test_an_alarm_lives_raised_updated_cleared_and_resolved(store: AlarmStore) -> None:
-    applied = evaluate(store, [condition(detail="9 °C")], T0)
+    applied = evaluate(store, [condition(detail=above(9))], T0)
     assert applied.already_raised == applied.changed == applied.resolved == ()
     (alarm,) = applied.raised
     assert (alarm.type, alarm.severity, alarm.state, alarm.raised_at) == (
@@ -212,11 +218,11 @@ def test_an_alarm_lives_raised_updated_cleared_and_resolved(store: AlarmStore) -
     assert [state.alarm_id for state in applied.escalations] == [alarm.alarm_id]
     assert store.escalation(alarm.alarm_id) == applied.escalations[0]
 
-    assert evaluate(store, [condition(detail="9 °C")], minutes(1)) == AppliedChanges()
-    evaluate(store, [condition(detail="12 °C")], minutes(2))
-    evaluate(store, [condition(severity=Severity.HIGH, detail="-2 °C")], minutes(3))
+    assert evaluate(store, [condition(detail=above(9))], minutes(1)) == AppliedChanges()
+    evaluate(store, [condition(detail=above(12))], minutes(2))
+    evaluate(store, [condition(severity=Severity.HIGH, detail=above(-2))], minutes(3))
     evaluate(store, [], minutes(4))
-    evaluate(store, [condition(severity=Severity.HIGH, detail="-2 °C")], minutes(5))
+    evaluate(store, [condition(severity=Severity.HIGH, detail=above(-2))], minutes(5))
     cleared = evaluate(store, [], minutes(6))
     assert cleared.changed[0].clear_since == minutes(6)
     assert evaluate(store, [], minutes(7)) == AppliedChanges()
@@ -233,13 +239,13 @@ def test_an_alarm_lives_raised_updated_cleared_and_resolved(store: AlarmStore) -
     assert store.active_alarms(["SZ-0001", "SZ-9"]) == {"SZ-0001": {}, "SZ-9": {}}
     history = store.history(alarm.alarm_id)
     assert [(e.kind, e.at, e.severity, e.detail) for e in history] == [
-        (AlarmEventKind.RAISED, T0, Severity.WARNING, "9 °C"),
-        (AlarmEventKind.DETAIL_CHANGED, minutes(2), Severity.WARNING, "12 °C"),
-        (AlarmEventKind.SEVERITY_CHANGED, minutes(3), Severity.HIGH, "-2 °C"),
-        (AlarmEventKind.CLEAR_SEEN, minutes(4), Severity.HIGH, "-2 °C"),
-        (AlarmEventKind.CLEAR_CANCELLED, minutes(5), Severity.HIGH, "-2 °C"),
-        (AlarmEventKind.CLEAR_SEEN, minutes(6), Severity.HIGH, "-2 °C"),
-        (AlarmEventKind.RESOLVED, minutes(8), Severity.HIGH, "-2 °C"),
+        (AlarmEventKind.RAISED, T0, Severity.WARNING, above(9)),
+        (AlarmEventKind.DETAIL_CHANGED, minutes(2), Severity.WARNING, above(12)),
+        (AlarmEventKind.SEVERITY_CHANGED, minutes(3), Severity.HIGH, above(-2)),
+        (AlarmEventKind.CLEAR_SEEN, minutes(4), Severity.HIGH, above(-2)),
+        (AlarmEventKind.CLEAR_CANCELLED, minutes(5), Severity.HIGH, above(-2)),
+        (AlarmEventKind.CLEAR_SEEN, minutes(6), Severity.HIGH, above(-2)),
+        (AlarmEventKind.RESOLVED, minutes(8), Severity.HIGH, above(-2)),
     ]
     assert {(e.by, e.via) for e in history} == {(None, Via.AUTO)}
     escalation = store.escalation(alarm.alarm_id)
@@ -297,7 +303,7 @@ def test_the_database_allows_one_active_alarm_per_cabinet_and_type(
         "type": AlarmType.TEMPERATURE.value,
         "severity": Severity.HIGH.value,
         "state": AlarmState.ACKNOWLEDGED.value,
-        "detail": "",
+        "detail": None,
         "condition_since": T0,
         "raised_at": T0,
     }
@@ -310,6 +316,29 @@ def test_the_database_allows_one_active_alarm_per_cabinet_and_type(
             connection.execute(alarms.insert(), row)
     finally:
         engine.dispose()
+
+
+def test_a_detail_is_stored_as_facts_and_an_older_versions_words_read_as_none(
+    store: AlarmStore, url: str
+) -> None:
+    since = AlarmDetail(key=DetailKey.DOOR_OPEN, at=T0)
+    first = raised(store, condition(alarm_type=AlarmType.DOOR_OPENED, detail=since))
+    assert store.alarm(first.alarm_id) == first
+    assert first.detail == since
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            stored = connection.execute(
+                sa.text("SELECT detail FROM alarms WHERE alarm_id = :id"), {"id": first.alarm_id}
+            ).scalar_one()
+            assert stored == '{"key":"door_open","at":"2025-03-01T08:00:00Z"}'
+            connection.execute(
+                sa.text("UPDATE alarms SET detail = :words WHERE alarm_id = :id"),
+                {"words": "door open since 2025-03-01 08:00 UTC", "id": first.alarm_id},
+            )
+    finally:
+        engine.dispose()
+    assert store.alarm(first.alarm_id) == first.model_copy(update={"detail": None})
 
 
 def test_a_manual_resolve_of_a_holding_condition_raises_a_new_alarm(store: AlarmStore) -> None:
@@ -391,7 +420,7 @@ def test_a_raise_waiting_for_a_concurrent_one_gets_the_winners_alarm(
                     "type": AlarmType.TEMPERATURE.value,
                     "severity": Severity.WARNING.value,
                     "state": AlarmState.RAISED.value,
-                    "detail": "",
+                    "detail": None,
                     "condition_since": T0,
                     "raised_at": T0,
                 },

@@ -134,6 +134,32 @@ async def test_chinese_captain_acknowledges_from_the_page(
 
 
 @in_browser
+async def test_the_page_says_the_detail_in_the_readers_words_and_the_cabinets_time(
+    browser: Browser, pages: LinkPages
+) -> None:
+    opened = pages.clock.now() - timedelta(minutes=5)
+    alarm = await pages.door_left_open(opened)
+    # Shenzhen keeps UTC+8 all year.
+    shenzhen = (opened + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")
+    async with phone(browser, "zh-CN") as context:
+        page = await context.new_page()
+        await open_link(page, pages.link(LinkAction.ACKNOWLEDGE, alarm.alarm_id, CAPTAIN))
+        await expect(page.locator("#alarm-detail")).to_have_text(
+            f"详情：柜门自 {shenzhen} 起一直开着"
+        )
+        await expect(page.locator("#alarm-since")).to_have_text(
+            f"发生于 {shenzhen} (Asia/Shanghai)"
+        )
+        await expect(page.locator("body")).not_to_contain_text("UTC")
+    async with phone(browser, "en-US") as context:
+        page = await context.new_page()
+        await open_link(page, pages.link(LinkAction.RESOLVE, alarm.alarm_id, BACKUP))
+        await expect(page.locator("#alarm-detail")).to_have_text(
+            f"Detail: door open since {shenzhen}"
+        )
+
+
+@in_browser
 async def test_english_backup_resolves_from_the_page(browser: Browser, pages: LinkPages) -> None:
     alarm = await pages.failed_selftest()
     async with phone(browser, "en-US") as context:

@@ -30,8 +30,10 @@ from alerting.escalation import EscalationState
 from alerting.links import LinkAction, LinkSigner
 from alerting.model import (
     Alarm,
+    AlarmDetail,
     AlarmState,
     AlarmType,
+    DetailKey,
     Inspection,
     NoticeKind,
     Notification,
@@ -340,7 +342,8 @@ def test_a_failed_selftest_with_a_fault_code_is_one_alarm_one_page_naming_the_co
 
     [alarm] = rig.alarms.alarms()
     assert (alarm.type, alarm.severity) == (AlarmType.SELFTEST_FAILED, Severity.CRITICAL)
-    assert alarm.detail == "daily self-test failed, fault codes E-CIRCUIT"
+    assert alarm.detail is not None
+    assert alarm.detail.codes == ("E-CIRCUIT",)
     assert rig.engine.escalate(failed + MINUTE) == 1
     [page] = rig.send(failed + MINUTE)
     assert alarm_ids(page) == [alarm.alarm_id]
@@ -1112,7 +1115,7 @@ def test_never_heard_cabinets_are_judged_only_after_the_first_contact_grace(
     rig.engine.evaluate_due(T0 + grace)
     offline = rig.alarm(AlarmType.OFFLINE, CABINET_2)
     assert offline.severity is Severity.WARNING
-    assert offline.detail == "never heard from since it was registered"
+    assert offline.detail == AlarmDetail(key=DetailKey.NEVER_HEARD)
     assert offline.condition_since == local(TODAY - timedelta(days=1), 0)
     never = rig.engine.cabinet_readiness(CABINET_2)
     assert never is not None

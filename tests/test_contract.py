@@ -196,6 +196,52 @@ def test_every_message_round_trips(name: str, data: st.DataObject) -> None:
     assert type(decoded) is type(message)
 
 
+# Python's json.loads given bytes guesses UTF-16 and UTF-32 and skips a byte order mark;
+# the contract is UTF-8 without one.
+OTHER_ENCODINGS = ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
+BYTE_ORDER_MARKS = tuple("\ufeff".encode(codec) for codec in ("utf-8", "utf-16", "utf-32"))
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@FAST
+@given(data=st.data())
+def test_every_message_in_another_encoding_is_invalid_json(name: str, data: st.DataObject) -> None:
+    message = data.draw(STRATEGIES[name])
+    text = encode(message).decode()
+    channel = CHANNEL_BY_MODEL[type(message)]
+    codec = data.draw(st.sampled_from(OTHER_ENCODINGS))
+    _rejects_from(message.cabinet_id, channel, text.encode(codec), Reason.INVALID_JSON)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("mark", BYTE_ORDER_MARKS, ids=("utf-8", "utf-16", "utf-32"))
+@FAST
+@given(data=st.data())
+def test_every_message_after_a_byte_order_mark_is_invalid_json(
+    name: str, mark: bytes, data: st.DataObject
+) -> None:
+    message = data.draw(STRATEGIES[name])
+    channel = CHANNEL_BY_MODEL[type(message)]
+    _rejects_from(message.cabinet_id, channel, mark + encode(message), Reason.INVALID_JSON)
+
+
+def test_a_utf8_byte_order_mark_is_named() -> None:
+    _rejects(
+        Channel.EVENT, b"\xef\xbb\xbf" + _dumps(_event()), Reason.INVALID_JSON, "byte order mark"
+    )
+
+
+def test_an_encoded_surrogate_is_not_utf8() -> None:
+    payload = _dumps({**_event(), "detail": "x"}).replace(b'"x"', b'"\xed\xa0\x80"')
+    _rejects(Channel.EVENT, payload, Reason.INVALID_JSON, "not UTF-8", "byte")
+
+
+def _rejects_from(cabinet_id: str, channel: Channel, payload: bytes, reason: Reason) -> None:
+    with pytest.raises(ContractError) as caught:
+        decode(topic(cabinet_id, channel), payload)
+    assert caught.value.reason is reason, str(caught.value)
+
+
 @FAST
 @given(ts=timestamps, boot_id=boot_ids)
 def test_timestamps_come_back_as_the_same_instant_in_utc(ts: datetime, boot_id: str) -> None:

@@ -196,6 +196,9 @@ async def test_bad_payloads_are_parked_by_reason_and_the_service_goes_on(
         ("aed/v1/XX-0404/event", variant(cabinet_id="XX-0404"), Reason.UNKNOWN_CABINET),
         ("aed/v1/SZ-0001/event", b"\xff\xfe\x00garbage", Reason.INVALID_JSON),
         ("aed/v1/SZ-0001/event", b"[1, 2, 3]", Reason.SCHEMA_VIOLATION),
+        # json.loads would read both; the contract is UTF-8 without a byte order mark.
+        ("aed/v1/SZ-0001/event", variant(seq=7).decode().encode("utf-16"), Reason.INVALID_JSON),
+        ("aed/v1/SZ-0001/event", b"\xef\xbb\xbf" + variant(seq=8), Reason.INVALID_JSON),
     ]
     service = IngestService(ingest_settings(broker, influx_server, influx_database, store_url))
     async with (
@@ -214,6 +217,10 @@ async def test_bad_payloads_are_parked_by_reason_and_the_service_goes_on(
             every_s=0.2,
         )
 
+    # Published before it on one connection, each refused message was screened before
+    # the valid one was written: only the valid event is in InfluxDB.
+    events = influx_server.query('SELECT seq FROM "event"', influx_database)
+    assert [row["seq"] for row in events] == [2]
     letters = [DeadLetter.model_validate_json(m.payload) for m in dead_letters.messages]
     by_original = {
         (letter.topic, base64.b64decode(letter.payload_b64)): (letter, message.topic)

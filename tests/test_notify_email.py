@@ -1,5 +1,8 @@
 """Email against a real aiosmtpd server on loopback: plain, STARTTLS, TLS, AUTH, failures."""
 
+# Chinese text is written with full-width punctuation on purpose.
+# ruff: noqa: RUF001
+
 from __future__ import annotations
 
 import re
@@ -19,7 +22,7 @@ from alerting.render import Renderer
 from ingest.registry.models import Language, Person
 from tests.brokers import TlsFiles, free_port, make_test_pki
 from tests.mailbox import Mailbox, SilentServer
-from tests.notify_support import alarm, brief, notice, person
+from tests.notify_support import DETAILS, alarm, brief, notice, person
 
 RENDERER = Renderer()
 
@@ -104,6 +107,25 @@ async def test_plain_smtp_delivers_both_parts_with_chinese_headers_encoded(
     assert html.replace("\r\n", "\n") == rendered.html
     assert "请找到 AED 并放回机柜" in plain
     assert "https://aed.example.cn/a/42-ack" in html
+
+
+async def test_a_chinese_body_says_the_detail_in_chinese_and_the_cabinets_local_time(
+    plain_server: Mailbox,
+) -> None:
+    taken = alarm(AlarmType.AED_NOT_RETURNED, detail=DETAILS[AlarmType.AED_NOT_RETURNED])
+    rendered = RENDERER.render(notice(NoticeKind.PAGE, brief(taken, time_zone="Asia/Shanghai")))
+
+    await EmailNotifier(smtp_settings(plain_server.port)).send(rendered, person())
+
+    parts = [p for p in only_message(plain_server).iter_parts() if isinstance(p, EmailMessage)]
+    plain, html = (part.get_content().replace("\r\n", "\n") for part in parts)
+    # Taken at 05:51 UTC: 13:51 on the wall clocks of Shenzhen (UTC+8).
+    assert "详情：AED 于 2025-05-01 13:51 被取出，至今未归还" in plain
+    assert "开始时间：2025-05-01 13:51（Asia/Shanghai）" in plain
+    assert "<strong>详情：</strong>AED 于 2025-05-01 13:51 被取出，至今未归还" in html
+    for body in (plain, html):
+        assert "UTC" not in body
+        assert "05:51" not in body
 
 
 async def test_a_warning_is_not_flagged_urgent_and_english_stays_english(

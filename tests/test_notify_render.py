@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +28,17 @@ from alerting.render import (
     map_url,
 )
 from ingest.registry.models import Language, Role
-from tests.notify_support import NOW, alarm, brief, cabinet, notice, person, resolved
+from tests.notify_support import (
+    DETAILS,
+    NOW,
+    SINCE,
+    alarm,
+    brief,
+    cabinet,
+    notice,
+    person,
+    resolved,
+)
 
 RENDERER = Renderer()
 MAP = map_url(cabinet())
@@ -44,7 +55,7 @@ def every_form(rendered: RenderedNotice) -> dict[str, str]:
 
 
 def notice_of(kind: NoticeKind, alarm_type: AlarmType, language: Language) -> Notice:
-    found = alarm(alarm_type, Severity.WARNING, detail="码 E-42 <b>")
+    found = alarm(alarm_type, Severity.WARNING, detail=DETAILS[alarm_type])
     if kind is NoticeKind.RESOLVED:
         found = resolved(found)
     return notice(kind, brief(found), recipient=person(language))
@@ -193,7 +204,7 @@ def test_html_escapes_registry_text_but_plain_text_keeps_it() -> None:
         indoor_description="<img src=x onerror=alert(2)>",
         floor="<i>2</i>",
     )
-    found = alarm(detail="<b>bold</b>")
+    found = alarm()
     rendered = RENDERER.render(notice(NoticeKind.PAGE, brief(found, hostile)))
 
     assert "<script>" not in rendered.html
@@ -201,9 +212,7 @@ def test_html_escapes_registry_text_but_plain_text_keeps_it() -> None:
     assert "Road &#34;A&#34; &amp; &lt;b&gt;B&lt;/b&gt;" in rendered.html
     assert "&lt;img src=x onerror=alert(2)&gt;" in rendered.html
     assert "&lt;i&gt;2&lt;/i&gt;" in rendered.html
-    assert "&lt;b&gt;bold&lt;/b&gt;" in rendered.html
     assert "<script>alert(1)</script> 东门" in rendered.text
-    assert "<b>bold</b>" in rendered.text
 
 
 def test_grouped_page_lists_every_alarm_and_counts_cabinets() -> None:
@@ -394,3 +403,114 @@ def test_a_notice_needs_at_least_one_alarm_and_a_header_safe_id() -> None:
         )
     with pytest.raises(ValidationError, match="notice_id"):
         notice(notice_id="has space")
+
+
+# -- details in the reader's words, times in the cabinet's zone --------------------------------
+
+
+def latin_words(detail: str, codes: tuple[str, ...]) -> set[str]:
+    """The words in Latin letters, but for the fault codes the AED reported and °C."""
+    for code in (*codes, "°C"):
+        detail = detail.replace(code, "")
+    return set(re.findall(r"[A-Za-z]+", detail))
+
+
+@pytest.mark.parametrize("kind", [NoticeKind.PAGE, NoticeKind.REMINDER, NoticeKind.DIGEST])
+@pytest.mark.parametrize("alarm_type", list(AlarmType))
+def test_a_chinese_notice_says_the_detail_in_chinese_in_shanghai_time(
+    alarm_type: AlarmType, kind: NoticeKind
+) -> None:
+    shenzhen = brief(alarm(alarm_type, detail=DETAILS[alarm_type]), time_zone="Asia/Shanghai")
+    rendered = RENDERER.render(notice(kind, shenzhen))
+
+    (detail,) = rendered.details
+    assert detail
+    # "AED" is how the Chinese phrase book names the device, in every title too.
+    assert latin_words(detail, DETAILS[alarm_type].codes) <= {"AED"}, detail
+    assert "UTC" not in rendered.text
+    assert f"详情：{detail}" in rendered.text
+    assert f"详情：</strong>{detail}" in rendered.html or f"详情：{detail}" in rendered.html
+    assert "开始时间：2025-05-01 13:51（Asia/Shanghai）" in rendered.text
+    if DETAILS[alarm_type].at == SINCE:
+        assert "2025-05-01 13:51" in detail  # 05:51 UTC, UTC+8
+
+
+@pytest.mark.parametrize("alarm_type", list(AlarmType))
+def test_an_english_notice_says_the_detail_in_english(alarm_type: AlarmType) -> None:
+    rendered = RENDERER.render(
+        notice(
+            NoticeKind.PAGE,
+            brief(alarm(alarm_type, detail=DETAILS[alarm_type]), time_zone="Asia/Shanghai"),
+            recipient=person(Language.EN),
+        )
+    )
+
+    (detail,) = rendered.details
+    assert re.fullmatch(r"[\x20-\x7e°–]+", detail), detail
+    assert f"Details: {detail}" in rendered.text
+    assert f"({detail})" in rendered.markdown
+    assert "UTC" not in detail
+
+
+def test_the_detail_and_times_are_in_the_cabinets_zone_not_the_configured_one() -> None:
+    berlin_renderer = Renderer(RenderSettings(time_zone="Europe/Berlin"))
+    open_door = alarm(AlarmType.DOOR_OPENED, detail=DETAILS[AlarmType.DOOR_OPENED])
+
+    shenzhen = berlin_renderer.render(
+        notice(NoticeKind.PAGE, brief(open_door, time_zone="Asia/Shanghai"))
+    )
+    unknown = berlin_renderer.render(notice(NoticeKind.PAGE, brief(open_door)))
+
+    assert shenzhen.details == ("柜门自 2025-05-01 13:51 起一直开着",)
+    assert "开始时间：2025-05-01 13:51（Asia/Shanghai）" in shenzhen.text
+    # A cabinet that has not named its zone is shown in the configured one (CEST, UTC+2).
+    assert unknown.details == ("柜门自 2025-05-01 07:51 起一直开着",)
+    assert "开始时间：2025-05-01 07:51（Europe/Berlin）" in unknown.text
+
+
+def test_grouped_alarms_of_cabinets_in_two_zones_each_keep_their_own() -> None:
+    door = alarm(AlarmType.DOOR_OPENED, detail=DETAILS[AlarmType.DOOR_OPENED])
+    far = cabinet(cabinet_id="de-berlin-0001", name="Hauptbahnhof")
+    tamper = alarm(
+        AlarmType.TAMPER,
+        alarm_id=43,
+        cabinet_id=far.cabinet_id,
+        detail=DETAILS[AlarmType.TAMPER],
+    )
+    rendered = RENDERER.render(
+        notice(
+            NoticeKind.PAGE,
+            brief(door, time_zone="Asia/Shanghai"),
+            brief(tamper, far, time_zone="Europe/Berlin"),
+            recipient=person(Language.EN),
+        )
+    )
+
+    assert rendered.details == (
+        "door open since 2025-05-01 13:51",
+        "tamper reported at 2025-05-01 07:51",
+    )
+    assert "Since: 2025-05-01 13:51 (Asia/Shanghai)" in rendered.text
+    assert "Since: 2025-05-01 07:51 (Europe/Berlin)" in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("waited", "zh", "en"),
+    [
+        (timedelta(seconds=45), "在 45 秒内未确认", "did not acknowledge within 45 s."),
+        (timedelta(minutes=2, seconds=5), "在 2 分钟内未确认", "within 2 min."),
+        (timedelta(hours=1, minutes=30), "在 1 小时 30 分钟内未确认", "within 1 h 30 min."),
+        (timedelta(days=1, hours=2), "在 1 天 2 小时内未确认", "within 1 d 2 h."),
+    ],
+)
+def test_the_time_an_escalation_waited_is_said_in_its_units(
+    waited: timedelta, zh: str, en: str
+) -> None:
+    prior = (PriorPage(name="李强", role=Role.CAPTAIN, paged_at=NOW - waited),)
+    for recipient, words in ((person(), zh), (person(Language.EN), en)):
+        rendered = RENDERER.render(
+            notice(role=Role.BACKUP, escalated_after=prior, recipient=recipient)
+        )
+        for form in (rendered.text, rendered.html, rendered.markdown):
+            assert words in form
+            assert not re.search(r"(?<![0-9])0 (min|分钟)", form)

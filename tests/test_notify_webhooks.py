@@ -31,6 +31,7 @@ from alerting.render import Renderer
 from ingest.registry.models import Language, Person
 from tests.brokers import free_port
 from tests.notify_support import (
+    DETAILS,
     NOW,
     FakeClock,
     alarm,
@@ -358,6 +359,20 @@ async def test_generic_webhook_body_is_the_documented_document(
     assert item.cabinet.map_url.startswith("https://www.openstreetmap.org/?mlat=22.517614")
     assert item.links.ack == "https://aed.example.cn/a/42-ack"
     assert "张伟".encode() in request.body  # UTF-8, not \\u escapes
+
+
+async def test_generic_webhook_carries_the_detail_in_the_readers_words_and_local_time(
+    receiver: RobotReceiver, http: HttpClient
+) -> None:
+    door = alarm(AlarmType.DOOR_OPENED, detail=DETAILS[AlarmType.DOOR_OPENED])
+    rendered = RENDERER.render(notice(NoticeKind.PAGE, brief(door, time_zone="Asia/Shanghai")))
+
+    await chat(http).send(rendered, with_webhook(receiver.url("/generic/aed")))
+
+    (request,) = receiver.on("/generic/aed")
+    (item,) = WebhookBody.model_validate_json(request.body).alarms
+    assert item.detail == "柜门自 2025-05-01 13:51 起一直开着"  # 05:51 UTC in Shenzhen
+    assert item.condition_since == door.condition_since
 
 
 async def test_generic_webhook_is_signed_when_a_secret_is_configured(

@@ -121,12 +121,59 @@ def test_unknown_people_are_reported_at_the_cabinet_line(tmp_path: Path) -> None
     parsed = read_registry_source(path)
 
     with pytest.raises(RegistryError) as caught:
-        plan_import(EXISTING, parsed.registry, origin=parsed.origin)
+        plan_import(EXISTING, parsed)
 
     assert [str(problem) for problem in caught.value.problems] == [
         "cabinets.csv line 3: captain: no person 'ghost' in this import or in the registry",
         "cabinets.csv line 3: backups: no person 'phantom' in this import or in the registry",
     ]
+
+
+def test_bad_rows_and_unknown_people_are_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "cabinets.csv"
+    path.write_text(
+        "cabinet_id,name,latitude,longitude,captain,backups,coordinator\n"
+        "A,a,22.6,114.0,ghost,,\n"
+        "B,b,123.4,114.0,p1,,\n"
+        "C,c,22.6,114.0,p1,phantom,\n",
+        encoding="utf-8",
+    )
+
+    with pytest.raises(RegistryError) as caught:
+        plan_import(EXISTING, read_registry_source(path))
+
+    assert [str(problem) for problem in caught.value.problems] == [
+        "cabinets.csv line 2: captain: no person 'ghost' in this import or in the registry",
+        "cabinets.csv line 3: latitude: Input should be less than or equal to 90 (got 123.4)",
+        "cabinets.csv line 4: backups: no person 'phantom' in this import or in the registry",
+    ]
+
+
+def test_a_person_whose_row_is_bad_is_reported_there_not_where_named(tmp_path: Path) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text("person_id,name,language\np-new,新人,klingon\n", encoding="utf-8")
+    cabinets = tmp_path / "cabinets.csv"
+    cabinets.write_text(
+        "cabinet_id,name,latitude,longitude,captain\nN,new,22.6,114.0,p-new\n", encoding="utf-8"
+    )
+
+    with pytest.raises(RegistryError) as caught:
+        plan_import(EXISTING, read_registry_files([cabinets, people]))
+
+    (problem,) = caught.value.problems
+    assert (problem.record, problem.line) == ("people.csv", 2)
+    assert problem.reason.startswith("language: ")
+
+
+def test_a_file_with_bad_rows_is_refused_when_read_alone(tmp_path: Path) -> None:
+    path = tmp_path / "cabinets.csv"
+    path.write_text("cabinet_id,name,latitude,longitude\nB,b,123.4,114.0\n", encoding="utf-8")
+
+    assert [str(problem) for problem in read_registry_source(path).problems] == [
+        "cabinets.csv line 2: latitude: Input should be less than or equal to 90 (got 123.4)"
+    ]
+    with pytest.raises(RegistryError):
+        read_registry_file(path)
 
 
 def test_people_of_the_same_import_may_be_named(tmp_path: Path) -> None:
@@ -138,7 +185,7 @@ def test_people_of_the_same_import_may_be_named(tmp_path: Path) -> None:
     )
     parsed = read_registry_files([cabinets, people])
 
-    plan = plan_import(Registry(), parsed.registry, origin=parsed.origin)
+    plan = plan_import(Registry(), parsed)
 
     assert counts(plan) == {"cabinets": (1, 0, 0), "people": (1, 0, 0), "assignments": (1, 0, 0)}
 
@@ -149,7 +196,7 @@ def test_an_id_in_two_files_names_both(tmp_path: Path) -> None:
     (tmp_path / "b.csv").write_text(header + "B,b,1,2\n\nA,again,1,2\n", encoding="utf-8")
 
     with pytest.raises(RegistryError) as caught:
-        read_registry_files([tmp_path / "a.csv", tmp_path / "b.csv"])
+        plan_import(Registry(), read_registry_files([tmp_path / "a.csv", tmp_path / "b.csv"]))
 
     assert [str(problem) for problem in caught.value.problems] == [
         "b.csv line 4: duplicate cabinet_id 'A', first at a.csv line 2"
@@ -191,7 +238,7 @@ def test_hundred_thousand_cabinets_parse_and_plan(tmp_path: Path) -> None:
     progress: list[int] = []
 
     parsed = read_registry_source(path, on_progress=progress.append)
-    plan = plan_import(EXISTING, parsed.registry, origin=parsed.origin)
+    plan = plan_import(EXISTING, parsed)
 
     assert len(parsed.registry.cabinets) == count
     assert progress[-1] == count

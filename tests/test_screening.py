@@ -227,3 +227,29 @@ def test_a_version_the_contract_refuses_is_left_to_the_contract() -> None:
         odd = payload.replace(b'"v":1', version, 1)
         assert _plainly_valid(Channel.HEARTBEAT, odd, CABINET) is None
         assert contract_decision(Channel.HEARTBEAT, odd) is Reason.SCHEMA_VIOLATION
+
+
+# Python's json.loads given bytes would guess these encodings and skip a byte order mark;
+# the contract is UTF-8 without one, and the fast way must not take them either.
+OTHER_ENCODINGS = ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
+BYTE_ORDER_MARKS = tuple("\ufeff".encode(codec) for codec in ("utf-8", "utf-16", "utf-32"))
+
+
+@st.composite
+def other_encodings(draw: st.DrawFn) -> tuple[Channel, bytes]:
+    channel, message = draw(st.sampled_from(VALID_MESSAGES))
+    text = encode(message).decode()
+    if draw(st.booleans()):
+        return channel, text.encode(draw(st.sampled_from(OTHER_ENCODINGS)))
+    return channel, draw(st.sampled_from(BYTE_ORDER_MARKS)) + text.encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=other_encodings())
+def test_a_valid_message_not_in_plain_utf8_is_invalid_json_both_ways(
+    case: tuple[Channel, bytes],
+) -> None:
+    channel, payload = case
+    assert _plainly_valid(channel, payload, CABINET) is None
+    assert contract_decision(channel, payload) is Reason.INVALID_JSON
+    assert refusal(f"aed/v1/{CABINET}/{channel.value}", payload) is Reason.INVALID_JSON

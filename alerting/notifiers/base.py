@@ -32,7 +32,7 @@ from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from aedfleet.contract import UtcTimestamp
+from aedfleet.contract import TimeZoneName, UtcTimestamp
 from alerting.model import Alarm, NoticeKind
 from ingest.registry.models import Cabinet, Language, Person, Role
 
@@ -85,10 +85,15 @@ class PriorPage(_Value):
 
 
 class AlarmBrief(_Value):
-    """One alarm as a person reads about it: where, what, and the links to act on it."""
+    """One alarm as a person reads about it: where, what, and the links to act on it.
+
+    ``time_zone`` is the cabinet's own (from its birth), in which its times are shown;
+    None when it has not said, and the renderer's configured zone stands in.
+    """
 
     alarm: Alarm
     cabinet: Cabinet
+    time_zone: TimeZoneName | None = None
     ack_url: Link | None = None
     resolve_url: Link | None = None
     inspect_url: Link | None = None
@@ -134,6 +139,16 @@ class RenderedNotice(_Value):
     html: str
     markdown: str
     short_text: str = Field(min_length=1, max_length=300)
+    details: tuple[str, ...]
+    """Each alarm's detail in words (empty: none), in the order of the notice's alarms."""
+
+    @model_validator(mode="after")
+    def _a_detail_per_alarm(self) -> RenderedNotice:
+        if len(self.details) != len(self.notice.alarms):
+            raise ValueError(
+                f"{len(self.details)} details for the {len(self.notice.alarms)} alarms"
+            )
+        return self
 
 
 class NotifyError(Exception):

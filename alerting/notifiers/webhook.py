@@ -16,7 +16,8 @@ A person whose ``chat_webhook`` is not a known group-chat robot (see
       "subject": "…", "text": "…", "markdown": "…", "short_text": "…",
       "alarms": [{
         "alarm_id": 42, "type": "door_opened", "severity": "critical",
-        "state": "raised", "detail": "", "condition_since": "…", "raised_at": "…",
+        "state": "raised", "detail": "柜门自 2025-05-01 13:51 起一直开着",
+        "condition_since": "…", "raised_at": "…",
         "acknowledged_at": null, "resolved_at": null,
         "cabinet": {"cabinet_id": "sz-0001", "name": "…", "address": "…",
                     "floor": "1", "indoor_description": "…", "latitude": 22.5,
@@ -26,7 +27,9 @@ A person whose ``chat_webhook`` is not a known group-chat robot (see
       }]
     }
 
-The same ``notice_id`` is also sent as the ``X-Aedfleet-Notice-Id`` header. Any 2xx
+An alarm's ``detail`` is in words in the notice's ``language``, its times in the cabinet's
+time zone, as in the text ("" when the alarm has none). The same ``notice_id`` is also
+sent as the ``X-Aedfleet-Notice-Id`` header. Any 2xx
 answer is success; 408, 425, 429 and 5xx are worth retrying, every other status is not.
 
 With a secret configured for the URL (``chat_robots`` in the settings), the request
@@ -159,7 +162,7 @@ def webhook_body(
                 type=brief.alarm.type,
                 severity=brief.alarm.severity,
                 state=brief.alarm.state,
-                detail=brief.alarm.detail,
+                detail=detail,
                 condition_since=brief.alarm.condition_since,
                 raised_at=brief.alarm.raised_at,
                 acknowledged_at=brief.alarm.acknowledged_at,
@@ -181,7 +184,7 @@ def webhook_body(
                     ack=brief.ack_url, resolve=brief.resolve_url, inspect=brief.inspect_url
                 ),
             )
-            for brief in notice.alarms
+            for brief, detail in zip(notice.alarms, rendered.details, strict=True)
         ),
     )
 

@@ -62,7 +62,9 @@ def kind_of(header: Sequence[str]) -> CsvKind | None:
 def parse_csv(text: str, name: str, on_progress: Progress | None = None) -> ParsedFile:
     """Parse the text of a cabinets or people CSV named ``name`` (used in problems).
 
-    Raises :class:`RegistryError` listing every bad row with the line it starts on.
+    Every bad row is in the result's ``problems`` with the line it starts on; a file
+    that cannot be read as a registry CSV at all (no or a bad header) raises
+    :class:`RegistryError`.
     """
     builder = RegistryBuilder(on_progress)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)

@@ -11,14 +11,16 @@ Import semantics (also in ``docs/registry.md``):
   assignment and leaves the previous captain's in place.
 * **Idempotent.** Unchanged records are not in the plan, so importing the same file
   twice makes an empty plan the second time.
-* **All or nothing.** :func:`plan_import` either returns a plan or raises one
-  :class:`~ingest.registry.errors.RegistryError` listing every problem; the state store
-  applies a plan in one transaction.
+* **All or nothing, every problem at once.** Reading keeps the problems of bad rows
+  beside the good records instead of stopping, so :func:`plan_import` can also check
+  the people and cabinets the good ones name against the store, then either returns a
+  plan or raises one :class:`~ingest.registry.errors.RegistryError` listing every
+  problem of both; the state store applies a plan in one transaction.
 
 The pipeline a command runs::
 
-    parsed = read_registry_source(path, on_progress=bar.update)
-    plan = plan_import(store.load_registry(), parsed.registry, origin=parsed.origin)
+    parsed = read_registry_files(paths, on_progress=bar.update)
+    plan = plan_import(store.load_registry(), parsed)
     store.apply_registry(plan.upserts)
 """
 
@@ -103,7 +105,9 @@ def read_registry_source(path: Path, *, on_progress: Progress | None = None) -> 
 
     ``.csv`` (cabinets or people, told apart by the header), ``.yaml``/``.yml``, and
     ``.geojson``/``.json`` (OpenStreetMap defibrillators). ``on_progress`` is called with
-    the number of rows read so far, every thousand rows and once at the end.
+    the number of rows read so far, every thousand rows and once at the end. Bad rows
+    are in the result's ``problems``; a file that cannot be read as a registry at all
+    raises :class:`RegistryError`.
     """
     parser = _PARSERS.get(path.suffix.lower())
     if parser is None:
@@ -115,8 +119,8 @@ def read_registry_source(path: Path, *, on_progress: Progress | None = None) -> 
 
 
 def read_registry_file(path: Path, on_progress: Progress | None = None) -> Registry:
-    """The registry one file holds; see :func:`read_registry_source`."""
-    return read_registry_source(path, on_progress=on_progress).registry
+    """The registry one file holds; raises :class:`RegistryError` naming every bad row."""
+    return read_registry_source(path, on_progress=on_progress).checked().registry
 
 
 def read_registry_files(
@@ -124,8 +128,8 @@ def read_registry_files(
 ) -> ParsedFile:
     """Several files as one registry (a people CSV and a cabinets CSV, say).
 
-    An id defined in two files is a problem naming both places. Problems of all files
-    are raised together.
+    An id defined in two files is a problem naming both places. The problems of all
+    files, those that cannot be read at all included, are in the result's ``problems``.
     """
     builder = RegistryBuilder()
     done = 0
@@ -165,25 +169,28 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def plan_import(
-    existing: Registry, incoming: Registry, *, origin: Origin | None = None
-) -> ImportPlan:
+def plan_import(existing: Registry, incoming: ParsedFile | Registry) -> ImportPlan:
     """What importing ``incoming`` into ``existing`` changes. Pure: no I/O.
 
-    Raises :class:`RegistryError` when ``incoming`` names a person who is neither in it
-    nor in ``existing``, has an assignment of a cabinet neither holds, or defines an id
-    twice; ``origin`` (from :func:`read_registry_source`) points the problems at lines.
+    Raises :class:`RegistryError` listing, together, the problems found while reading
+    ``incoming`` and every person it names who is neither in it nor in ``existing``,
+    assignment of a cabinet neither holds, and id defined twice; a parsed file's origin
+    points these at lines.
     """
+    parsed = incoming if isinstance(incoming, ParsedFile) else ParsedFile(incoming)
     with _cycle_collector_paused():
-        return _plan(existing, incoming, origin or Origin())
+        return _plan(existing, parsed)
 
 
-def _plan(existing: Registry, incoming: Registry, origin: Origin) -> ImportPlan:
-    problems = _duplicates(incoming)
+def _plan(existing: Registry, parsed: ParsedFile) -> ImportPlan:
+    incoming, origin = parsed.registry, parsed.origin
+    problems = [*parsed.problems, *_duplicates(incoming)]
     people = {person.person_id for person in incoming.people}
     people.update(person.person_id for person in existing.people)
     cabinets = {cabinet.cabinet_id for cabinet in incoming.cabinets}
     cabinets.update(cabinet.cabinet_id for cabinet in existing.cabinets)
+    # A person whose own row is bad is reported there, not again where they are named.
+    people.update(parsed.refused_people)
     for assignment in incoming.assignments:
         where = origin.cabinets.get(assignment.cabinet_id, Source("import"))
         column = column_of(assignment.role)
@@ -199,7 +206,7 @@ def _plan(existing: Registry, incoming: Registry, origin: Origin) -> ImportPlan:
                 where.problem(f"{column}: no cabinet {assignment.cabinet_id!r} to assign to")
             )
     if problems:
-        raise RegistryError(problems)
+        raise RegistryError(sorted(problems, key=_file_and_line))
     cabinet_upserts, cabinet_counts = _diff(existing.cabinets, incoming.cabinets, _cabinet_key)
     person_upserts, person_counts = _diff(existing.people, incoming.people, _person_key)
     assignment_upserts, assignment_counts = _diff(
@@ -229,6 +236,12 @@ def _cycle_collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _file_and_line(problem: RowProblem) -> tuple[str, int]:
+    """Problems of reading and of planning, in the order of the files' lines (problems of
+    a whole file first)."""
+    return problem.record, -1 if problem.line is None else problem.line
 
 
 def _cabinet_key(cabinet: Cabinet) -> str:

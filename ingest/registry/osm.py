@@ -48,7 +48,8 @@ _OSM_TYPES: Final = frozenset({"node", "way", "relation"})
 
 
 def parse_geojson(text: str, name: str, on_progress: Progress | None = None) -> ParsedFile:
-    """Cabinets from an OSM defibrillator FeatureCollection; problems name the feature index."""
+    """Cabinets from an OSM defibrillator FeatureCollection; bad features are in the
+    result's ``problems`` by index, and a document that is not one raises :class:`RegistryError`."""
     try:
         document = json.loads(text)
     except ValueError as exc:

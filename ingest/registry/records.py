@@ -8,6 +8,9 @@ the field is required). A cabinet row also names the people who look after it in
 
 :class:`RegistryBuilder` turns rows into validated records, collecting every problem
 with its :class:`~ingest.registry.errors.Source`, and checks duplicates within a file.
+A record with a problem is left out of what it builds, and the problem kept beside the
+records that had none, so that checks needing the whole registry (the people a cabinet
+names) still run on those and every problem is reported in one pass.
 """
 
 from __future__ import annotations
@@ -70,6 +73,17 @@ class ParsedFile:
     origin: Origin = field(default_factory=Origin)
     skipped: int = 0
     """Items deliberately left out, e.g. GeoJSON features that are not defibrillators."""
+    problems: tuple[RowProblem, ...] = ()
+    """What was wrong with the files; ``registry`` holds only the records that had nothing
+    wrong. Not empty means the files must not be imported."""
+    refused_people: frozenset[str] = frozenset()
+    """The ids of people whose rows had a problem: named elsewhere, they are not unknown."""
+
+    def checked(self) -> ParsedFile:
+        """This file when it had no problems; raises :class:`RegistryError` naming them."""
+        if self.problems:
+            raise RegistryError(self.problems)
+        return self
 
 
 def column_of(role: Role) -> str:
@@ -114,6 +128,7 @@ class RegistryBuilder:
         self._assignments: list[Assignment] = []
         self._cabinet_sources: dict[str, Source] = {}
         self._person_sources: dict[str, Source] = {}
+        self._refused_people: set[str] = set()
         self._on_progress = on_progress
         self._rows = 0
 
@@ -147,6 +162,8 @@ class RegistryBuilder:
         person = self._validate(Person, values, where)
         if person is not None:
             self.add_person(person, where)
+        elif isinstance(person_id := values.get("person_id"), str):
+            self._refused_people.add(person_id.strip())
 
     def add_cabinet(self, cabinet: Cabinet, where: Source) -> None:
         first = self._cabinet_sources.get(cabinet.cabinet_id)
@@ -172,20 +189,24 @@ class RegistryBuilder:
             self.add_person(person, parsed.origin.people.get(person.person_id, Source("?")))
         self._assignments.extend(parsed.registry.assignments)
         self.skipped += parsed.skipped
+        self.problems.extend(parsed.problems)
+        self._refused_people.update(parsed.refused_people)
 
     def build(self) -> ParsedFile:
-        """The registry read so far; raises :class:`RegistryError` if any problem was found."""
+        """The records read so far without a problem, and every problem found."""
         if self._on_progress is not None and self._rows % PROGRESS_EVERY:
             self._on_progress(self._rows)
-        if self.problems:
-            raise RegistryError(self.problems)
         registry = Registry.model_construct(
             cabinets=tuple(self._cabinets),
             people=tuple(self._people),
             assignments=tuple(self._assignments),
         )
         return ParsedFile(
-            registry, Origin(self._cabinet_sources, self._person_sources), self.skipped
+            registry,
+            Origin(self._cabinet_sources, self._person_sources),
+            self.skipped,
+            tuple(self.problems),
+            frozenset(self._refused_people),
         )
 
     def _check_keys(self, values: Mapping[str, Any], known: Sequence[str], where: Source) -> bool:

@@ -41,7 +41,8 @@ _SECTIONS: Final = ("cabinets", "people")
 
 
 def parse_yaml(text: str, name: str, on_progress: Progress | None = None) -> ParsedFile:
-    """Parse a registry YAML document; raises :class:`RegistryError` naming item lines."""
+    """Parse a registry YAML document; bad items are in the result's ``problems`` by the
+    line they start on, and a document that is not a registry raises :class:`RegistryError`."""
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
