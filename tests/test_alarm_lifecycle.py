@@ -173,8 +173,8 @@ def test_presence_alarms_resolve_as_soon_as_they_clear(alarm_type: AlarmType) ->
 
 
 # An AED taken at T0 and put back: the rules report the removal as over for a while.
-STATE_DETAIL = "AED out of its cabinet since 2025-03-01 08:00 UTC"
-NEWS_DETAIL = "AED taken at 2025-03-01 08:00 UTC and put back"
+STATE_DETAIL = AlarmDetail(key=DetailKey.AED_OUT, at=T0)
+NEWS_DETAIL = AlarmDetail(key=DetailKey.AED_TAKEN_AND_RETURNED, at=T0)
 
 
 def put_back(since: datetime = T0) -> Condition:
@@ -183,7 +183,7 @@ def put_back(since: datetime = T0) -> Condition:
         type=AlarmType.AED_REMOVED,
         severity=Severity.CRITICAL,
         since=since,
-        detail=NEWS_DETAIL if since == T0 else f"AED taken at {since} and put back",
+        detail=AlarmDetail(key=DetailKey.AED_TAKEN_AND_RETURNED, at=since),
         blocks_readiness=False,
         over=True,
     )

@@ -78,18 +78,20 @@ def test_instants_are_the_cabinets_wall_clock() -> None:
     [
         (
             AlarmDetail(key=DetailKey.SELFTEST_FAILED),
-            "最近一次自检未通过",
-            "last self-test failed",
+            "最近一次自检未通过，未报告故障代码",
+            "last self-test failed, no fault code reported",
         ),
         (
-            AlarmDetail(key=DetailKey.SELFTEST_FAILED, selftest_kind=SelftestKind.DAILY),
-            "每日自检未通过",
-            "daily self-test failed",
+            AlarmDetail(
+                key=DetailKey.SELFTEST_FAILED, selftest_kind=SelftestKind.DAILY, codes=("E-12",)
+            ),
+            "每日自检未通过，故障代码 E-12",
+            "daily self-test failed, fault codes E-12",
         ),
         (
             AlarmDetail(key=DetailKey.FAULT_CODES, codes=("E-12", "B-3")),
-            "故障代码 E-12、B-3",
-            "fault codes E-12, B-3",
+            "最近一次自检通过，但报告了故障代码 E-12、B-3",
+            "last self-test passed with fault codes E-12, B-3",
         ),
         (
             AlarmDetail(key=DetailKey.BATTERY_BELOW, percent=12.5),
