@@ -30,6 +30,7 @@ from aedfleet.mqtt import KeepAliveTicker, MqttSettings
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import CabinetProfile, LinkSettings
 from edge_agent.outbox import Outbox, OutboxDatabase
+from firmware_sim import MAX_CABINETS
 from firmware_sim.cabinet import CabinetModel, CabinetSpec
 from firmware_sim.faults import Fault, FaultPhase, FaultWindow, Phase
 from firmware_sim.ground_truth import GroundTruthWriter
@@ -50,7 +51,7 @@ AED_MODELS = (
 class FleetSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    cabinets: int = Field(ge=1, le=20_000)
+    cabinets: int = Field(ge=1, le=MAX_CABINETS)
     broker: MqttSettings
     work_dir: Path = Field(description="Holds the shared outbox and the ground truth")
     heartbeat_interval_s: int = Field(default=60, ge=10, le=86_400)
