@@ -167,7 +167,7 @@ def sim(
         report(await fleet.run(duration or None, on_stats=report))
 
     typer.echo(f"ground truth: {settings.ground_truth_path}")
-    run_until_signalled(run_fleet())
+    _serve(run_fleet())
 
 
 @app.command()

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aedfleet.clock import Clock
 from aedfleet.mqtt import KeepAliveTicker, MqttSettings
+from aedfleet.service import StartupError
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import CabinetProfile, LinkSettings
 from edge_agent.outbox import Outbox, OutboxDatabase
@@ -184,7 +185,11 @@ class SimulatedFleet:
         stats_interval_s: float = 5.0,
     ) -> FleetStats:
         """Run the fleet for ``duration_s`` wall seconds (None: until cancelled)."""
-        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            folder = self.settings.work_dir
+            raise StartupError(f"cannot use the work folder {folder}: {exc.strerror}") from None
         rss_before = psutil.Process().memory_info().rss
         started = time.monotonic()
         async with (

@@ -141,6 +141,16 @@ def test_an_unwritable_schema_folder_is_one_line(tmp_path: Path) -> None:
     assert message.startswith(f"cannot write the schemas to {blocker / 'schemas'}")
 
 
+def test_an_unusable_sim_work_folder_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["--cabinets", "1", "--broker", "mqtt://127.0.0.1:1", "--duration", "1"]
+
+    message = one_line(run("sim", *args, "--work-dir", str(blocker / "sim")))
+
+    assert message == f"cannot use the work folder {blocker / 'sim'}: Not a directory"
+
+
 def test_registry_export_to_a_missing_folder_is_one_line(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     out = tmp_path / "absent" / "fleet.csv"
