@@ -188,9 +188,14 @@ def describe_problems(
     error: ValidationError, model: type[BaseModel], *, with_env: bool = False
 ) -> str:
     """Every problem of ``error`` on one line, each naming its key; secrets never shown."""
+    errors = error.errors()
+    # pydantic also calls a list too short when one of its items failed: that is noise.
+    failed_items = {problem["loc"][:-1] for problem in errors if problem["loc"]}
     problems = []
-    for problem in error.errors():
+    for problem in errors:
         loc = problem["loc"]
+        if problem["type"] == "too_short" and loc in failed_items:
+            continue
         key = ".".join(str(part) for part in loc)
         given = problem.get("input")
         shown = ""

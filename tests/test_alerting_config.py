@@ -161,6 +161,7 @@ def test_a_short_link_secret_is_refused_before_the_store_is_touched(tmp_path: Pa
     stderr = _refused_in_one_line(_run(config))
 
     assert "links.secrets.0: a signing secret needs at least 32 bytes, this one has 24" in stderr
+    assert "links.secrets:" not in stderr  # not also "too short" for the item that failed
     assert short not in stderr
     assert _tables(database) == []
 
