@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from aedfleet import contract
-from aedfleet.logs import configure_logging
-from aedfleet.service import run_until_signalled
+from aedfleet.logs import LOG_LEVELS, configure_logging
+from aedfleet.service import StartupError, first_error, run_until_signalled
 from aedfleet.settings import ConfigError
 from alerting.cli import alarms_app, inspections_app, silences_app
+from firmware_sim import MAX_CABINETS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contract_app = typer.Typer(no_args_is_help=True, help="The wire contract and its JSON Schemas.")
@@ -30,7 +32,28 @@ StoreOption = Annotated[
 MAX_PROBLEMS_SHOWN = 50
 
 SCHEMA_DIR = Path("docs/schemas")
-LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")]
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"{value} is not more than 0")
+    return value
+
+
+LogLevel = Annotated[
+    str,
+    typer.Option("--log-level", callback=_log_level, help="DEBUG, INFO, WARNING or ERROR"),
+]
+Cabinets = Annotated[
+    int, typer.Option(min=1, max=MAX_CABINETS, help="How many cabinets to simulate")
+]
+Duration = Annotated[float, typer.Option(min=0, help="Wall seconds to run; 0 runs until Ctrl-C")]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -38,24 +61,42 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _serve(main: Coroutine[Any, Any, object], *refusals: type[Exception]) -> None:
+    """Run a service until signalled; a start-up failure the operator must fix
+    (:class:`StartupError`, or one of ``refusals``, such as a store that cannot open) is
+    one line and exit status 2, not a traceback."""
+    try:
+        run_until_signalled(main)
+    except Exception as exc:
+        cause = first_error(exc, (StartupError, *refusals))
+        if cause is None:
+            raise
+        raise _fail(str(cause)) from None
+
+
 @contract_app.command("export-schemas")
 def export_schemas(
     out: Annotated[Path, typer.Option(help="Folder for one JSON Schema per channel")] = SCHEMA_DIR,
 ) -> None:
     """Write the JSON Schema of every channel's payload (the docs' copy of the contract)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for channel, schema in contract.json_schemas().items():
-        path = out / f"{channel}.schema.json"
-        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        typer.echo(f"wrote {path}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for channel, schema in contract.json_schemas().items():
+            path = out / f"{channel}.schema.json"
+            text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+            path.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {path}")
+    except OSError as exc:
+        raise _fail(f"cannot write the schemas to {out}: {exc.strerror or exc}") from None
 
 
 @app.command()
 def demo(
-    cabinets: Annotated[int, typer.Option(help="How many cabinets to simulate")] = 40,
-    duration: Annotated[float, typer.Option(help="Wall seconds to run; 0 runs until Ctrl-C")] = 90,
+    cabinets: Cabinets = 40,
+    duration: Duration = 90,
     clock_scale: Annotated[
-        float, typer.Option(help="How much faster than wall time the cabinets live")
+        float,
+        typer.Option(callback=_positive, help="How much faster than wall time the cabinets live"),
     ] = 60,
     log_level: LogLevel = "WARNING",
 ) -> None:
@@ -68,11 +109,13 @@ def demo(
 
 @app.command()
 def sim(
-    cabinets: Annotated[int, typer.Option(help="How many cabinets to simulate")],
+    cabinets: Cabinets,
     broker: Annotated[str, typer.Option(help="mqtt://host:port or mqtts://user:pass@host:port")],
     scenario: Annotated[Path | None, typer.Option(help="Scenario YAML")] = None,
-    duration: Annotated[float, typer.Option(help="Wall seconds to run; 0 runs until Ctrl-C")] = 0,
-    clock_scale: Annotated[float, typer.Option(help="Simulated seconds per wall second")] = 1,
+    duration: Duration = 0,
+    clock_scale: Annotated[
+        float, typer.Option(callback=_positive, help="Simulated seconds per wall second")
+    ] = 1,
     heartbeat: Annotated[int, typer.Option(help="Heartbeat interval, seconds")] = 60,
     protocol: Annotated[str, typer.Option(help="MQTT protocol: 5 or 3.1.1")] = "5",
     work_dir: Annotated[Path, typer.Option(help="Outbox and ground truth")] = Path("var/sim"),
@@ -82,8 +125,11 @@ def sim(
     """Run N simulated cabinets, each with the real edge agent, against a broker."""
     from datetime import UTC, datetime
 
+    from pydantic import ValidationError
+
     from aedfleet.clock import ScaledClock
     from aedfleet.mqtt import MqttSettings
+    from aedfleet.settings import describe_problems
     from firmware_sim.errors import ScenarioError
     from firmware_sim.fleet import FleetSettings, FleetStats, SimulatedFleet
     from firmware_sim.scenario import Scenario, load_scenario
@@ -91,16 +137,22 @@ def sim(
     configure_logging(log_level)
     try:
         loaded = load_scenario(scenario) if scenario else Scenario()
+        mqtt = MqttSettings.from_url(broker, protocol=protocol)
+    except ValidationError as exc:
+        raise _fail(f"--broker or --protocol: {describe_problems(exc, MqttSettings)}") from None
+    except (ScenarioError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    try:
         settings = FleetSettings(
             cabinets=cabinets,
-            broker=MqttSettings.from_url(broker, protocol=protocol),
+            broker=mqtt,
             work_dir=work_dir,
             heartbeat_interval_s=heartbeat,
             ramp_s=ramp,
             tick_s=max(1.0, clock_scale),
         )
-    except (ScenarioError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+    except ValidationError as exc:
+        raise _fail(describe_problems(exc, FleetSettings)) from None
 
     def report(stats: FleetStats) -> None:
         typer.echo(
@@ -115,7 +167,7 @@ def sim(
         report(await fleet.run(duration or None, on_stats=report))
 
     typer.echo(f"ground truth: {settings.ground_truth_path}")
-    run_until_signalled(run_fleet())
+    _serve(run_fleet())
 
 
 @app.command()
@@ -136,20 +188,21 @@ def agent(
 
 @app.command()
 def ingest(
-    config: Annotated[Path | None, typer.Option("--config", help="The service's TOML file")] = None,
+    config: Annotated[Path, typer.Option("--config", help="The service's TOML file")],
     log_level: LogLevel = "INFO",
 ) -> None:
     """Subscribe to the fleet and write every valid message to InfluxDB and the state store."""
     from aedfleet.settings import load_settings
     from ingest.config import IngestSettings
     from ingest.service import IngestService
+    from ingest.store.errors import StoreError
 
     configure_logging(log_level)
     try:
         settings = load_settings(IngestSettings, config)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    run_until_signalled(IngestService(settings).run())
+    _serve(IngestService(settings).run(), StoreError)
 
 
 @app.command()
@@ -161,13 +214,15 @@ def alerting(
     from aedfleet.settings import load_settings
     from alerting.config import AlertingSettings
     from alerting.service import AlertingService
+    from alerting.store import AlarmStoreError
+    from ingest.store.errors import StoreError
 
     configure_logging(log_level)
     try:
         settings = load_settings(AlertingSettings, config)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    run_until_signalled(AlertingService(settings).run())
+    _serve(AlertingService(settings).run(), StoreError, AlarmStoreError)
 
 
 @registry_app.command("import")
@@ -236,7 +291,9 @@ def registry_export(
         with StateStore.open(store) as state:
             registry = state.load_registry()
         written = write_registry_file(registry, out)
-    except (RegistryError, StoreError) as exc:
+    except RegistryError as exc:
+        raise _fail(f"nothing exported: {'; '.join(str(p) for p in exc.problems)}") from None
+    except StoreError as exc:
         raise _fail(str(exc)) from None
     for path in written:
         typer.echo(f"wrote {path}")
@@ -251,17 +308,26 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", help="The service
 
 @dispatch_app.callback(invoke_without_command=True)
 def dispatch(ctx: typer.Context, config: ConfigOption = None, log_level: LogLevel = "INFO") -> None:
-    """Without a command: run the dispatch service until SIGINT or SIGTERM."""
+    """Without a command: run the dispatch service (--config required) until SIGINT or
+    SIGTERM."""
     if ctx.invoked_subcommand is not None:
         return
+    if config is None:
+        # Required like every service's, but optional for `dispatch list`, which shares
+        # this callback; reported as Typer reports a bad option (usage, exit status 2).
+        raise typer.BadParameter(
+            "the dispatch service needs its TOML file", param_hint="'--config'"
+        )
     from dispatch.cli import prepare_service
+    from dispatch.errors import OutboxError
+    from ingest.store.errors import StoreError
 
     configure_logging(log_level)
     try:
         service = prepare_service(config)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    run_until_signalled(service.run())
+    _serve(service.run(), StoreError, OutboxError)
 
 
 @dispatch_app.command("list")

@@ -39,6 +39,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from aedfleet.redact import redact_url
+
 log = logging.getLogger(__name__)
 
 
@@ -85,7 +87,9 @@ class MqttSettings(BaseModel):
         """``mqtt://host:port`` or ``mqtts://user:pass@host:port`` (TLS with system CAs)."""
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"broker URL {url!r} is not mqtt://host[:port] or mqtts://…")
+            raise ValueError(
+                f"broker URL {redact_url(url)!r} is not mqtt://host[:port] or mqtts://…"
+            )
         values: dict[str, Any] = {
             "host": parts.hostname,
             "port": parts.port or (8883 if parts.scheme == "mqtts" else 1883),

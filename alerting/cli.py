@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -142,6 +142,7 @@ def add_silence(
     """Hold pages back for a maintenance window (door-open alarms are never silenced)."""
     from pydantic import ValidationError
 
+    from aedfleet.settings import describe_problems
     from alerting.silences import SilenceError, SilenceLimits, SilenceRequest, accept
 
     now = _now()
@@ -156,7 +157,9 @@ def add_silence(
             }
         )
         accepted = accept(request, limits=SilenceLimits(), now=now)
-    except (ValidationError, SilenceError) as exc:
+    except ValidationError as exc:
+        raise _fail(describe_problems(exc, SilenceRequest)) from None
+    except SilenceError as exc:
         raise _fail(str(exc)) from None
     with _store(store) as alarms:
         silence = alarms.add_silence(
@@ -225,23 +228,26 @@ def record_inspection(
     """Record an inspection; new pad or battery dates update the registry."""
     from pydantic import ValidationError
 
+    from aedfleet.settings import describe_problems
     from alerting.model import Inspection
     from alerting.store import AlarmStoreError
 
     try:
-        inspection = Inspection(
-            cabinet_id=cabinet,
-            person_id=by,
-            at=_now(),
-            ready_light_ok=ready_light_ok,
-            pads_expiry=date.fromisoformat(pads_expiry) if pads_expiry else None,
-            battery_expiry=date.fromisoformat(battery_expiry) if battery_expiry else None,
-            cabinet_intact_and_clean=intact,
-            alarm_works=alarm_works,
-            note=note,
+        inspection = Inspection.model_validate(
+            {
+                "cabinet_id": cabinet,
+                "person_id": by,
+                "at": _now(),
+                "ready_light_ok": ready_light_ok,
+                "pads_expiry": pads_expiry,  # YYYY-MM-DD, parsed by the model
+                "battery_expiry": battery_expiry,
+                "cabinet_intact_and_clean": intact,
+                "alarm_works": alarm_works,
+                "note": note,
+            }
         )
-    except (ValidationError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+    except ValidationError as exc:
+        raise _fail(describe_problems(exc, Inspection)) from None
     with _store(store) as alarms:
         try:
             result = alarms.record_inspection(inspection)

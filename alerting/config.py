@@ -4,7 +4,9 @@ The alerting service runs the ingest pipeline with alerting plugged into its mes
 seam, so its file holds an ``[ingest]`` section (the same keys as the ingest's own file)
 beside the rules, escalation, quiet hours, notifiers, links and the HTTP endpoint.
 Every section has working defaults except the link secret, which must be set: a
-default secret would let anyone forge acknowledgement links.
+default secret would let anyone forge acknowledgement links. Link secrets are
+:data:`~aedfleet.settings.SigningKey` values (at least 32 bytes), and like every secret
+they are refused while they hold the example's placeholder.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from aedfleet.settings import FileThenEnvSettings
+from aedfleet.settings import FileThenEnvSettings, SigningKey
 from alerting.escalation import EscalationPolicies
 from alerting.lifecycle import Hysteresis
 from alerting.notifiers.delivery import NotifySettings
@@ -29,7 +31,7 @@ class _Section(BaseModel):
 
 
 class LinkSettings(_Section):
-    secrets: Annotated[tuple[SecretStr, ...], Field(min_length=1)] = Field(
+    secrets: Annotated[tuple[SigningKey, ...], Field(min_length=1)] = Field(
         description="HMAC keys, newest first; the first signs, all verify (key rotation)"
     )
     base_url: str = Field(

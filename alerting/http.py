@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from aedfleet.clock import Clock
 from aedfleet.contract import CabinetId
+from aedfleet.service import listen_failure
 from alerting.config import HttpSettings
 from alerting.engine import AlertingEngine
 from alerting.links import LinkAction, LinkClaim, LinkError, LinkSigner
@@ -208,7 +209,13 @@ class AlertingHttp:
         self._runner = web.AppRunner(self.application(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise listen_failure(
+                "the alerting HTTP endpoint", self.settings.host, self.settings.port, exc
+            ) from None
         self.port = int(self._runner.addresses[0][1])
         log.info("alerting: HTTP on %s:%s", self.settings.host, self.port)
         return self

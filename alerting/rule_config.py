@@ -44,7 +44,7 @@ from pydantic import (
 )
 
 from aedfleet.contract import TimeZoneName
-from aedfleet.settings import ConfigError
+from aedfleet.settings import ConfigError, describe_problems
 from alerting.model import Severity
 from ingest.registry.models import Cabinet, SiteType
 
@@ -380,11 +380,8 @@ def parse_rule_config(document: object, source: str) -> RuleConfig:
     try:
         return RuleConfig.model_validate(document)
     except ValidationError as exc:
-        lines = "\n".join(
-            f"  {'.'.join(str(part) for part in problem['loc']) or '(root)'}: {problem['msg']}"
-            for problem in exc.errors()
-        )
-        raise ConfigError(f"invalid rule configuration in {source}:\n{lines}") from None
+        problems = describe_problems(exc, RuleConfig)
+        raise ConfigError(f"invalid rule configuration in {source}: {problems}") from None
 
 
 def load_rule_config(path: Path) -> RuleConfig:

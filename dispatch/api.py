@@ -16,6 +16,7 @@ from typing import Any, Final, Self
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from aedfleet.service import listen_failure
 from dispatch.metrics import DispatchMetrics
 from dispatch.outbox import DeliveryRecord, DeliveryStatus
 
@@ -54,7 +55,13 @@ class ApiServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._requested_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise listen_failure(
+                "the dispatch API", self._host, self._requested_port, exc
+            ) from None
         self.port = self._requested_port or _bound_port(self._runner)
         return self
 

@@ -2,7 +2,9 @@
 
 Endpoints are listed as ``[[endpoints]]`` tables; secrets (a bearer token, an HMAC key)
 are given inline or, better, in a file of their own (``token_file``, ``secret_file``)
-that only the service's user can read. An example is in ``docs/dispatch.md``.
+that only the service's user can read. Secret files are read when the settings are
+validated, so that a missing, empty, placeholder or (for HMAC) short secret stops the
+service before it opens anything. An example is in ``docs/dispatch.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import (
 
 from aedfleet.backoff import BackoffSettings
 from aedfleet.mqtt import MqttSettings
-from aedfleet.settings import FileThenEnvSettings
+from aedfleet.settings import FileThenEnvSettings, SigningKey, check_signing_key, is_placeholder
 from dispatch.incident import CoalescingPolicy
 from dispatch.outbox import Durability
 
@@ -39,10 +41,13 @@ class _Settings(BaseModel):
 def _read_secret(path: Path, what: str) -> SecretStr:
     try:
         value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"cannot read the {what} file {path}: {reason}") from None
     if not value:
         raise ValueError(f"the {what} file {path} is empty")
+    if is_placeholder(value):
+        raise ValueError(f"the {what} file {path} holds the example's placeholder")
     return SecretStr(value)
 
 
@@ -57,6 +62,7 @@ class BearerAuth(_Settings):
     def _one_source(self) -> Self:
         if (self.token is None) == (self.token_file is None):
             raise ValueError("give exactly one of token and token_file")
+        self.credential()  # a file that cannot be used fails here, at start-up
         return self
 
     def credential(self) -> SecretStr:
@@ -71,7 +77,7 @@ class HmacAuth(_Settings):
     :mod:`dispatch.signing`), so that a receiver can check origin, integrity and age."""
 
     kind: Literal["hmac"] = "hmac"
-    secret_value: SecretStr | None = Field(default=None, alias="secret")
+    secret_value: SigningKey | None = Field(default=None, alias="secret")
     secret_file: Path | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -80,8 +86,8 @@ class HmacAuth(_Settings):
     def _one_source(self) -> Self:
         if (self.secret_value is None) == (self.secret_file is None):
             raise ValueError("give exactly one of secret and secret_file")
-        if self.secret_value is not None and len(self.secret_value.get_secret_value()) < 16:
-            raise ValueError("an HMAC secret needs at least 16 characters")
+        if self.secret_file is not None:  # an inline secret is checked by its type
+            check_signing_key(self.credential().get_secret_value())
         return self
 
     def credential(self) -> SecretStr:

@@ -27,9 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aedfleet.clock import Clock
 from aedfleet.mqtt import KeepAliveTicker, MqttSettings
+from aedfleet.service import StartupError
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import CabinetProfile, LinkSettings
 from edge_agent.outbox import Outbox, OutboxDatabase
+from firmware_sim import MAX_CABINETS
 from firmware_sim.cabinet import CabinetModel, CabinetSpec
 from firmware_sim.faults import Fault, FaultPhase, FaultWindow, Phase
 from firmware_sim.ground_truth import GroundTruthWriter
@@ -50,7 +52,7 @@ AED_MODELS = (
 class FleetSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    cabinets: int = Field(ge=1, le=20_000)
+    cabinets: int = Field(ge=1, le=MAX_CABINETS)
     broker: MqttSettings
     work_dir: Path = Field(description="Holds the shared outbox and the ground truth")
     heartbeat_interval_s: int = Field(default=60, ge=10, le=86_400)
@@ -183,7 +185,11 @@ class SimulatedFleet:
         stats_interval_s: float = 5.0,
     ) -> FleetStats:
         """Run the fleet for ``duration_s`` wall seconds (None: until cancelled)."""
-        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            folder = self.settings.work_dir
+            raise StartupError(f"cannot use the work folder {folder}: {exc.strerror}") from None
         rss_before = psutil.Process().memory_info().rss
         started = time.monotonic()
         async with (

@@ -52,6 +52,7 @@ from aedfleet.contract import (
 )
 from aedfleet.mqtt import InboundMessage, MqttError
 from aedfleet.mqtt_consumer import ConsumerConnection
+from aedfleet.service import listen_failure
 from aedfleet.subscription import keep_subscribed
 from ingest.config import IngestSettings
 from ingest.influx import InfluxWriteError, InfluxWriter
@@ -141,11 +142,19 @@ class IngestService:
             cleanup.push_async_callback(self._in_store_thread, store.close)
             await self._refresh_registry()
             if self.settings.metrics_port is not None:
-                server, thread = start_http_server(
-                    self.settings.metrics_port,
-                    addr=self.settings.metrics_host,
-                    registry=self.metrics.registry,
-                )
+                try:
+                    server, thread = start_http_server(
+                        self.settings.metrics_port,
+                        addr=self.settings.metrics_host,
+                        registry=self.metrics.registry,
+                    )
+                except OSError as exc:
+                    raise listen_failure(
+                        "the ingest's metrics endpoint",
+                        self.settings.metrics_host,
+                        self.settings.metrics_port,
+                        exc,
+                    ) from None
                 self.metrics_port = int(server.server_port)
                 cleanup.callback(thread.join, 5)
                 cleanup.callback(server.server_close)

@@ -167,7 +167,7 @@ def test_a_typo_key_is_rejected_by_name(tmp_path: Path, section: str, line: str,
 
     message = _config_error(path)
 
-    assert f"  {key}: Extra inputs are not permitted" in message
+    assert f": {key}: Extra inputs are not permitted" in message
 
 
 def test_a_typo_key_in_the_cabinet_section_is_rejected_by_name(tmp_path: Path) -> None:

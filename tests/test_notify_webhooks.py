@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
+from aedfleet.redact import redact_url
 from alerting.model import AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import Channel, ChannelError, ChannelTimeoutError, RenderedNotice
 from alerting.notifiers.chat import (
@@ -25,7 +26,7 @@ from alerting.notifiers.chat import (
     truncate_utf8,
 )
 from alerting.notifiers.sms import SmsNotifier, SmsSettings
-from alerting.notifiers.transport import HttpClient, redact_url
+from alerting.notifiers.transport import HttpClient
 from alerting.notifiers.webhook import WebhookBody, webhook_signature
 from alerting.render import Renderer
 from ingest.registry.models import Language, Person

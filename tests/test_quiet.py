@@ -454,6 +454,6 @@ def test_settings_read_from_toml_with_overrides_and_off() -> None:
 def test_bad_settings_name_their_key(values: dict[str, object], key: str, message: str) -> None:
     with pytest.raises(ValidationError) as caught:
         QuietSettings.model_validate(values)
-    described = describe_validation_error(caught.value, "alerting.toml")
-    assert f"  {key}: " in described
+    described = describe_validation_error(caught.value, "alerting.toml", QuietSettings)
+    assert f": {key}: " in described
     assert message in described

@@ -48,9 +48,10 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from aedfleet.clock import Clock, SystemClock
+from aedfleet.redact import redact_url
 from alerting.model import Severity
 from alerting.notifiers.base import Channel, ChannelError, RenderedNotice
-from alerting.notifiers.transport import HttpAnswer, HttpClient, is_retryable_status, redact_url
+from alerting.notifiers.transport import HttpAnswer, HttpClient, is_retryable_status
 from alerting.notifiers.webhook import (
     JSON_CONTENT_TYPE,
     OutgoingRequest,

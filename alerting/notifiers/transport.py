@@ -13,44 +13,36 @@ into an :class:`HttpAnswer` (status and at most ``max_answer_bytes`` of the body
 - the environment's proxy settings are not read (``trust_env`` off), like every other
   component, which takes its configuration from the settings layer only.
 
-Endpoints in error messages go through :func:`redact_url`: robot URLs carry their
-credentials in the query (WeCom ``key``, DingTalk ``access_token``) or in the path
-(Feishu's hook token), and error messages end up in logs and in the notifications table.
+Endpoints in error messages go through :func:`aedfleet.redact.redact_url`: robot URLs
+carry their credentials in the query (WeCom ``key``, DingTalk ``access_token``) or in the
+path (Feishu's hook token), and error messages end up in logs and in the notifications
+table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
-from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
 
+from aedfleet.redact import redact_url
 from alerting.notifiers.base import Channel, ChannelError, ChannelTimeoutError
 
-__all__ = ["HttpAnswer", "HttpClient", "is_retryable_status", "redact_url"]
+__all__ = ["HttpAnswer", "HttpClient", "is_retryable_status"]
 
 _RETRYABLE_STATUSES: Final = frozenset({408, 425, 429})
-_TOKEN_LIKE: Final = re.compile(r"^[A-Za-z0-9_\-=.~%]{20,}$")
 _MAX_DETAIL: Final = 300
 
 
 def is_retryable_status(status: int) -> bool:
     """Whether an HTTP answer with ``status`` may turn out differently on a later try."""
     return status >= 500 or status in _RETRYABLE_STATUSES
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its query and with token-like path segments masked."""
-    parts = urlsplit(url)
-    segments = ["***" if _TOKEN_LIKE.match(part) else part for part in parts.path.split("/")]
-    return f"{parts.scheme}://{parts.netloc}{'/'.join(segments)}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from aedfleet.redact import redact_url
 from ingest.store.errors import StoreError
 
 WRITE: Final[dict[str, Any]] = {"aedfleet_write": True}
@@ -44,8 +45,12 @@ def reason(exc: BaseException) -> str:
 def _parse(url: str) -> URL:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(f"invalid state store URL {url!r}: {exc}") from None
+    except (ArgumentError, ValueError):
+        # SQLAlchemy's message may quote the URL with its password; say what is expected.
+        raise StoreError(
+            f"invalid state store URL {redact_url(url)!r}: "
+            "use sqlite:///path or postgresql+psycopg://user@host/db"
+        ) from None
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
@@ -79,7 +84,15 @@ def _sqlite_engine(url: URL, timeout_s: float) -> Engine:
             "the state store needs an SQLite file (sqlite:///path): an in-memory database "
             "is not shared between the store's connections"
         )
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # SQLite would create the file, but not its folder; a folder that is not there is
+    # a mistyped URL, not a new store (an empty store would look like an empty fleet).
+    folder = Path(database).parent
+    if not folder.is_dir():
+        raise StoreError(
+            f"the state store's folder {folder} does not exist "
+            f"(from {redact_url(url.render_as_string(hide_password=False))!r}): "
+            "create it first, or fix the URL"
+        )
     engine = create_engine(url)
     busy_timeout_ms = round(timeout_s * 1000)
 
