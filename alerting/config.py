@@ -12,9 +12,10 @@ they are refused while they hold the example's placeholder.
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from aedfleet.settings import FileThenEnvSettings, SigningKey
 from alerting.escalation import EscalationPolicies
@@ -41,12 +42,41 @@ class LinkSettings(_Section):
     ttl: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
 
 
+class ApiScope(StrEnum):
+    READ = "read"
+    """GET: alarms, their history, readiness, silences (a dashboard, a report)."""
+    WRITE = "write"
+    """Everything READ may, and acknowledge, resolve, record inspections, manage silences."""
+
+
+class ApiToken(_Section):
+    """One system's key to the JSON API: what it may do, and the name it acts under."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
+    token: SecretStr
+    scope: ApiScope = Field(
+        default=ApiScope.READ, description="read (the default) or write; least rights first"
+    )
+
+
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8470, ge=0, le=65_535, description="0 = any free port")
-    api_tokens: tuple[SecretStr, ...] = Field(
-        default=(), description="Bearer tokens of the JSON API; none configured = API off"
+    api_tokens: tuple[ApiToken, ...] = Field(
+        default=(),
+        description="The JSON API's clients ([[http.api_tokens]] name, token, scope); "
+        "none configured = API off",
     )
+
+    @model_validator(mode="after")
+    def _names_and_tokens_unique(self) -> HttpSettings:
+        names = [client.name for client in self.api_tokens]
+        if len(set(names)) != len(names):
+            raise ValueError("api_tokens: two tokens have the same name")
+        tokens = [client.token.get_secret_value() for client in self.api_tokens]
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("api_tokens: two names share one token")
+        return self
 
 
 class SchedulerSettings(_Section):

@@ -5,8 +5,9 @@ person's language that says which alarm or cabinet it is about and offers one bu
 only the button's POST acts. Mail and chat scanners fetch every link they see, and a
 GET that acknowledged would silence an alarm on behalf of nobody.
 
-API (``/api/v1/...``, bearer token from ``http.api_tokens``; off when none is set; every
-token may call every endpoint):
+API (``/api/v1/...``, a bearer token of ``http.api_tokens``; off when none is set): a
+``read`` token may GET, a ``write`` token may also POST and DELETE (403 otherwise);
+``by`` and ``created_by`` are recorded after the token's name (``grafana/王小明``):
 
 - ``GET  /api/v1/alarms?state=raised&cabinet_id=X&limit=N`` (``limit`` 1 to
   :data:`MAX_LIST_LIMIT`, default :data:`DEFAULT_LIST_LIMIT`), ``GET /api/v1/alarms/{id}``
@@ -45,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from aedfleet.clock import Clock
 from aedfleet.contract import CabinetId
 from aedfleet.service import listen_failure
-from alerting.config import HttpSettings
+from alerting.config import ApiScope, ApiToken, HttpSettings
 from alerting.engine import AlertingEngine
 from alerting.links import LinkAction, LinkClaim, LinkError, LinkSigner
 from alerting.model import AlarmState, Inspection, Via
@@ -91,7 +92,9 @@ class _Creator(BaseModel):
 
 
 class _SilenceCreation(SilenceRequest):
-    created_by: str
+    created_by: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
+    ]
 
 
 class _Query(BaseModel):
@@ -158,6 +161,15 @@ def _problem(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
+_CLIENT: Final = web.RequestKey("api_client", ApiToken)
+
+
+def _acting(request: web.Request, said: str) -> str:
+    """Who acts, as recorded: the token's name vouches for the system, ``said`` is the
+    person or process it names, which the API cannot check."""
+    return f"{request[_CLIENT].name}/{said}"
+
+
 class AlertingHttp:
     """The aiohttp application; an async context manager that serves while open."""
 
@@ -182,7 +194,9 @@ class AlertingHttp:
         self._limits = silence_limits
         self._clock = clock
         self._zone = ZoneInfo(time_zone)
-        self._tokens = tuple(token.get_secret_value().encode() for token in settings.api_tokens)
+        self._clients = tuple(
+            (client.token.get_secret_value().encode(), client) for client in settings.api_tokens
+        )
         self._runner: web.AppRunner | None = None
 
     def application(self) -> web.Application:
@@ -323,13 +337,18 @@ class AlertingHttp:
 
     # -- API -----------------------------------------------------------------------------
 
-    def _authorised(self, request: web.Request) -> bool:
+    def _client(self, request: web.Request) -> ApiToken | None:
+        """The API client whose bearer token the request carries, if any."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if not self._tokens or scheme.lower() != "bearer":
-            return False
+        if scheme.lower() != "bearer":
+            return None
         offered = token.strip().encode()
-        return any(hmac.compare_digest(offered, known) for known in self._tokens)
+        found = None
+        for known, client in self._clients:  # every token compared: no timing tells which
+            if hmac.compare_digest(offered, known):
+                found = client
+        return found
 
     async def _api(
         self,
@@ -337,8 +356,12 @@ class AlertingHttp:
         work: Callable[[Q], Awaitable[web.Response]],
         query: type[Q],
     ) -> web.Response:
-        if not self._authorised(request):
+        client = self._client(request)
+        if client is None:
             return _problem(401, "a valid bearer token is required")
+        if request.method != "GET" and client.scope is not ApiScope.WRITE:
+            return _problem(403, f"the token {client.name!r} may read, not change anything")
+        request[_CLIENT] = client
         try:
             return await work(_query(request, query))
         except _BadParameterError as exc:
@@ -396,7 +419,8 @@ class AlertingHttp:
         async def work(_: _Query) -> web.Response:
             alarm_id = _path_id(request, "alarm_id")
             creator = await self._body(request, _Creator)
-            alarm = await self._call(action, alarm_id, creator.by, Via.API, self._clock.now())
+            by = _acting(request, creator.by)
+            alarm = await self._call(action, alarm_id, by, Via.API, self._clock.now())
             return _json(alarm.model_dump(mode="json"))
 
         return await self._api(request, work, _Query)
@@ -450,7 +474,7 @@ class AlertingHttp:
                 starts_at=accepted.starts_at,
                 ends_at=accepted.ends_at,
                 reason=accepted.reason,
-                created_by=creation.created_by,
+                created_by=_acting(request, creation.created_by),
                 cabinet_id=accepted.cabinet_id,
                 region_code=accepted.region_code,
                 alarm_type=accepted.alarm_type,

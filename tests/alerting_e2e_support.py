@@ -13,7 +13,14 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from alerting.config import AlertingSettings, HttpSettings, LinkSettings, SchedulerSettings
+from alerting.config import (
+    AlertingSettings,
+    ApiScope,
+    ApiToken,
+    HttpSettings,
+    LinkSettings,
+    SchedulerSettings,
+)
 from alerting.notifiers.delivery import NotifySettings
 from alerting.notifiers.email import SmtpSecurity, SmtpSettings
 from alerting.quiet import QuietSettings
@@ -65,7 +72,12 @@ def alerting_settings(
         "links": LinkSettings(
             secrets=(SecretStr(LINK_SECRET),), base_url=f"http://127.0.0.1:{http_port}/l/"
         ),
-        "http": HttpSettings(port=http_port, api_tokens=(SecretStr("test-token"),)),
+        "http": HttpSettings(
+            port=http_port,
+            api_tokens=(
+                ApiToken(name="tests", token=SecretStr("test-token"), scope=ApiScope.WRITE),
+            ),
+        ),
         "scheduler": SchedulerSettings(tick_s=0.1),
     }
     values.update(sections)

@@ -143,7 +143,7 @@ def test_the_example_as_shipped_is_refused_before_the_store_is_touched(tmp_path:
 
     for key, env in [
         ("links.secrets.0", "AEDFLEET_LINKS__SECRETS"),
-        ("http.api_tokens.0", "AEDFLEET_HTTP__API_TOKENS"),
+        ("http.api_tokens.0.token", "AEDFLEET_HTTP__API_TOKENS"),
         ("notify.smtp.password", "AEDFLEET_NOTIFY__SMTP__PASSWORD"),
         ("notify.chat_robots.0.secret", "AEDFLEET_NOTIFY__CHAT_ROBOTS"),
     ]:

@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from alerting.config import HttpSettings, LinkSettings
+from alerting.config import ApiScope, ApiToken, HttpSettings, LinkSettings
 from alerting.http import MAX_ID, MAX_LIST_LIMIT, AlertingHttp
 from alerting.links import SIGNATURE_DOMAIN, TAG_BYTES, LinkAction, LinkSigner
 from alerting.model import AlarmEventKind, AlarmState, AlarmType, Via
@@ -55,6 +55,7 @@ from tests.test_twin import CABINET
 P = ParamSpec("P")
 T = TypeVar("T")
 TOKEN = "api-token-for-tests"  # noqa: S105 - a test's own token
+READ_TOKEN = "read-only-api-token-for-tests"  # noqa: S105 - a test's own token
 # The second cabinet: last inspected 40 days ago, pads and battery dates registered.
 INSPECTED = "cab-0002"
 
@@ -118,7 +119,13 @@ async def served(open_rig: OpenRig) -> AsyncIterator[Served]:  # noqa: F811 - th
     port = free_port()
     settings = alerting_settings(
         links=LinkSettings(secrets=(SecretStr(SECRET),), base_url=f"http://127.0.0.1:{port}/l/"),
-        http=HttpSettings(port=port, api_tokens=(SecretStr(TOKEN),)),
+        http=HttpSettings(
+            port=port,
+            api_tokens=(
+                ApiToken(name="ops", token=SecretStr(TOKEN), scope=ApiScope.WRITE),
+                ApiToken(name="wall", token=SecretStr(READ_TOKEN)),
+            ),
+        ),
     )
     rig = open_rig(
         registry(
@@ -384,6 +391,44 @@ async def test_every_api_endpoint_wants_a_valid_bearer_token(served: Served) -> 
     assert served.rig.alarms.silences() == []
 
 
+async def test_a_read_token_may_read_everything_and_change_nothing(served: Served) -> None:
+    alarm_id = raised_alarm(served)
+    silence_id = served.rig.alarms.add_silence(
+        starts_at=T0,
+        ends_at=T0 + 60 * MINUTE,
+        reason="maintenance",
+        created_by="ops/tests",
+        cabinet_id=CABINET,
+    ).silence_id
+    bodies: dict[str, Any] = {
+        "/api/v1/inspections": {"cabinet_id": CABINET, "person_id": CAPTAIN, "at": T0.isoformat()},
+        "/api/v1/silences": {
+            "cabinet_id": CABINET,
+            "ends_at": (T0 + 60 * MINUTE).isoformat(),
+            "reason": "r",
+            "created_by": "wall",
+        },
+    }
+    changes = 0
+    for method, path in api_endpoints(served.http):
+        filled = path.replace("/alarms/1", f"/alarms/{alarm_id}").replace(
+            "/silences/1", f"/silences/{silence_id}"
+        )
+        status, body = await served.api(
+            method, filled, bodies.get(filled, {"by": "wall"}), token=READ_TOKEN
+        )
+        if method == "GET":
+            assert status in (200, 404), (method, filled, body)
+            continue
+        changes += 1
+        assert status == 403, (method, filled)
+        assert body == {"error": "the token 'wall' may read, not change anything"}
+    assert changes == 5
+    assert state_of(served, alarm_id) is AlarmState.RAISED
+    assert [s.ends_at for s in served.rig.alarms.silences()] == [T0 + 60 * MINUTE]
+    assert served.rig.alarms.last_inspections([CABINET]) == {}
+
+
 async def test_with_no_token_configured_the_api_is_off(open_rig: OpenRig) -> None:  # noqa: F811
     rig = open_rig(settings=alerting_settings())
     assert rig.settings.http.api_tokens == ()
@@ -518,7 +563,7 @@ async def test_the_api_acknowledges_and_resolves(served: Served) -> None:
     status, acked = await served.api("POST", f"/api/v1/alarms/{alarm_id}/ack", {"by": "ops-desk"})
     assert status == 200
     assert acked["state"] == "acknowledged"
-    assert (acked["acknowledged_by"], acked["acknowledged_via"]) == ("ops-desk", "api")
+    assert (acked["acknowledged_by"], acked["acknowledged_via"]) == ("ops/ops-desk", "api")
     assert moment(acked["acknowledged_at"]) == T0 + 4 * MINUTE
     status, again = await served.api("POST", f"/api/v1/alarms/{alarm_id}/ack", {"by": "other"})
     assert status == 200
@@ -619,7 +664,7 @@ async def test_the_api_adds_lists_and_ends_silences(served: Served) -> None:
     status, silence = await served.api("POST", "/api/v1/silences", request)
     assert status == 201
     assert silence["cabinet_id"] == CABINET
-    assert silence["created_by"] == "ops-desk"
+    assert silence["created_by"] == "ops/ops-desk"
     assert moment(silence["starts_at"]) == T0  # from now
     silence_id = silence["silence_id"]
 
