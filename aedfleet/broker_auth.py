@@ -57,6 +57,8 @@ class ServiceAccount(StrEnum):
     ALERTING = "aedfleet-alerting"
     DISPATCH = "aedfleet-dispatch"
     OPERATOR = "aedfleet-operator"
+    DISPATCH_BRIDGE = "aedfleet-dispatch-bridge"
+    """The command centre's side of the republication, which carries captains' phones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,10 @@ SERVICE_GRANTS: Final[dict[ServiceAccount, tuple[Grant, ...]]] = {
     ServiceAccount.OPERATOR: (
         Grant("write", subscription(Channel.CMD), "commands to cabinets"),
         Grant("read", subscription(Channel.CMD_RESULT), "the cabinets' answers"),
+        Grant("read", _DEAD_LETTERS.topic_filter, "what the ingest refused, to inspect"),
+    ),
+    ServiceAccount.DISPATCH_BRIDGE: (
+        Grant("read", dispatch_subscription(), "dispatch events for the command centre"),
     ),
 }
 
