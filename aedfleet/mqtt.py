@@ -13,7 +13,7 @@ the same settings, messages and errors, without paho's per-packet cost.
 Exceptions: everything raised here is an :class:`MqttError`; paho's error codes and
 socket errors are translated in this module and nowhere else::
 
-    MqttError
+    MqttError              a publish the broker refused (MQTT 5 reason code)
     ├── MqttConnectError   the broker could not be reached or refused the connection
     └── MqttNotConnectedError   an operation needs a connection that is gone
 """
@@ -349,7 +349,8 @@ class MqttConnection:
     async def publish_confirmed(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> None:
-        """Publish at QoS 1 and wait for the broker's acknowledgement."""
+        """Publish at QoS 1 and wait for the broker's acknowledgement; raises
+        :class:`MqttError` when the broker refuses the message (MQTT 5 reason code)."""
         mid = self.publish(topic, payload, qos=qos, retain=retain)
         waiter = self._loop.create_future()
         self._awaited_publishes[mid] = waiter
@@ -477,7 +478,17 @@ class MqttConnection:
         properties: Properties,
     ) -> None:
         waiter = self._awaited_publishes.get(mid)
-        if waiter is not None and not waiter.done():
+        if reason_code.is_failure:
+            # MQTT 5: the broker refused it (an ACL says 0x87) and dropped it.
+            refusal = (
+                f"{self.client_id}: {self.settings.endpoint} refused the publish: "
+                f"{reason_code.getName()}"
+            )
+            if waiter is None:
+                log.warning("%s", refusal)
+            elif not waiter.done():
+                waiter.set_exception(MqttError(refusal))
+        elif waiter is not None and not waiter.done():
             waiter.set_result(None)
         if self._on_published is not None:
             self._on_published(mid)

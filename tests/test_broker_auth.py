@@ -33,6 +33,7 @@ from aedfleet.broker_auth import (
     service_password,
 )
 from aedfleet.contract import DEAD_LETTER_PREFIX, Channel, dispatch_topic, topic
+from tests.commands import REPO
 
 SECRET = bytes(range(48))
 SALTS = itertools.count()
@@ -247,3 +248,15 @@ def test_the_listeners_repeat_the_security_settings_and_the_tls_one_fixes_client
     )
     assert without_local.count("\nlistener ") == 1
     assert "listener 8884 10.0.0.1\n" in without_local
+
+
+def test_the_shipped_examples_are_what_the_generator_writes() -> None:
+    shipped = REPO / "deploy" / "mosquitto"
+    assert (shipped / "acl.example").read_text() == acl_text()
+    layout = BrokerLayout(
+        config_dir=PurePosixPath("/etc/mosquitto/aedfleet"),
+        ca_file=PurePosixPath("/etc/mosquitto/certs/ca.crt"),
+        cert_file=PurePosixPath("/etc/mosquitto/certs/server.crt"),
+        key_file=PurePosixPath("/etc/mosquitto/certs/server.key"),
+    )
+    assert (shipped / "aedfleet.conf.example").read_text() == mosquitto_conf_text(layout)

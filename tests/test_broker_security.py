@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from aedfleet.broker_auth import REPORT_CHANNELS, ServiceAccount
 from aedfleet.contract import DEAD_LETTER_PREFIX, Channel, dispatch_topic, subscription, topic
+from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttError
 from tests.broker_security_support import Probe, SecuredBroker, probe, secured_broker
 
 NOT_AUTHORIZED = 0x87
@@ -150,3 +151,14 @@ def test_the_tls_listener_ties_the_client_id_to_the_login(secured: SecuredBroker
         assert not operator.publish(topic(B, Channel.CMD), b"still B's").is_failure
         assert cabinet_b.next_message().payload == b"still B's"
         assert cabinet_b.disconnects == []
+
+
+async def test_the_adapter_raises_when_the_broker_refuses_a_publish(
+    secured: SecuredBroker, ticker: KeepAliveTicker
+) -> None:
+    """The dispatch's republication and the ingest's dead letters wait for the PUBACK: a
+    refusal must fail them (and be retried), not count as delivered."""
+    async with MqttConnection(secured.login(A), "aed-A", ticker) as cabinet_a:
+        with pytest.raises(MqttError, match="refused the publish: Not authorized"):
+            await cabinet_a.publish_confirmed(topic(B, Channel.EVENT), b"forged")
+        await cabinet_a.publish_confirmed(topic(A, Channel.EVENT), b"own")
