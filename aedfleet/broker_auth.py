@@ -16,10 +16,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
+from types import MappingProxyType
 from typing import Final
 
 from aedfleet.contract import (
@@ -41,6 +42,9 @@ buys nothing, while every connect (20,000 cabinets after a broker restart) pays 
 SALT_BYTES: Final = 12
 """The salt length ``mosquitto_passwd`` writes."""
 LOGIN_SEPARATOR: Final = ":"
+
+EMPTY_GENERATIONS: Final[Mapping[str, int]] = MappingProxyType({})
+"""No cabinet past its first password."""
 
 REPORT_CHANNELS: Final = tuple(channel for channel in Channel if channel is not Channel.CMD)
 """What a cabinet sends: every channel but ``cmd``, which flows to it."""
@@ -150,12 +154,16 @@ def _derive(secret: bytes, label: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")[:PASSWORD_CHARS]
 
 
-def cabinet_password(secret: bytes, cabinet_id: str) -> str:
-    """The broker password of ``cabinet_id``: base64url(HMAC-SHA256(secret, "cabinet:" + id))."""
+def cabinet_password(secret: bytes, cabinet_id: str, generation: int = 1) -> str:
+    """The broker password of ``cabinet_id``: base64url(HMAC-SHA256(secret, "cabinet:" + id)),
+    with ":" + generation appended from the second generation on (a login has no ":")."""
     problem = account_problem(cabinet_id)
     if problem:
         raise BrokerAuthError(f"cabinet {cabinet_id!r}: {problem}")
-    return _derive(secret, f"cabinet:{cabinet_id}")
+    if generation < 1:
+        raise BrokerAuthError(f"cabinet {cabinet_id!r} is revoked (generation {generation})")
+    label = f"cabinet:{cabinet_id}" if generation == 1 else f"cabinet:{cabinet_id}:{generation}"
+    return _derive(secret, label)
 
 
 def service_password(secret: bytes, account: ServiceAccount) -> str:
@@ -163,11 +171,39 @@ def service_password(secret: bytes, account: ServiceAccount) -> str:
     return _derive(secret, f"service:{account.value}")
 
 
-def login_password(secret: bytes, login: str) -> str:
+def login_password(
+    secret: bytes, login: str, generations: Mapping[str, int] = EMPTY_GENERATIONS
+) -> str:
     """The password of a service account or, for any other name, of that cabinet."""
     if login in set(ServiceAccount):
         return service_password(secret, ServiceAccount(login))
-    return cabinet_password(secret, login)
+    return cabinet_password(secret, login, generations.get(login, 1))
+
+
+def parse_generations(text: str) -> dict[str, int]:
+    """The generations file: ``CABINET_ID GENERATION`` per line, ``#`` starts a comment.
+
+    Generation 1 is every cabinet's first password; a higher one replaces a stolen or
+    leaked password; 0 revokes the login. The generation is the last word of the line,
+    since a cabinet id may hold inner spaces.
+    """
+    generations: dict[str, int] = {}
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        content = line.strip()
+        if not content or content.startswith("#"):
+            continue
+        words = content.rsplit(maxsplit=1)
+        cabinet_id, value = (words[0], words[1]) if len(words) == 2 else ("", content)
+        if not cabinet_id or not (value.isascii() and value.isdigit()):
+            problems.append(f"line {number}: expected CABINET_ID GENERATION, got {content!r}")
+        elif cabinet_id in generations:
+            problems.append(f"line {number}: cabinet {cabinet_id!r} is listed twice")
+        else:
+            generations[cabinet_id] = int(value)
+    if problems:
+        raise BrokerAuthError("; ".join(problems))
+    return generations
 
 
 def hash_password(password: str, salt: bytes, iterations: int = PBKDF2_ITERATIONS) -> str:
@@ -178,9 +214,13 @@ def hash_password(password: str, salt: bytes, iterations: int = PBKDF2_ITERATION
 
 
 def password_file_text(
-    secret: bytes, cabinet_ids: Iterable[str], new_salt: Callable[[], bytes]
+    secret: bytes,
+    cabinet_ids: Iterable[str],
+    new_salt: Callable[[], bytes],
+    generations: Mapping[str, int] = EMPTY_GENERATIONS,
 ) -> str:
-    """Mosquitto's password file: every service account, then every cabinet."""
+    """Mosquitto's password file: every service account, then every cabinet whose login
+    is not revoked (generation 0)."""
     cabinet_ids = sorted(set(cabinet_ids))
     problems = [
         f"cabinet {cabinet_id!r}: {problem}"
@@ -190,7 +230,9 @@ def password_file_text(
     if problems:
         raise BrokerAuthError("; ".join(problems))
     logins = [(account.value, service_password(secret, account)) for account in ServiceAccount] + [
-        (cabinet_id, cabinet_password(secret, cabinet_id)) for cabinet_id in cabinet_ids
+        (cabinet_id, cabinet_password(secret, cabinet_id, generations.get(cabinet_id, 1)))
+        for cabinet_id in cabinet_ids
+        if generations.get(cabinet_id, 1) > 0
     ]
     return "".join(f"{login}:{hash_password(password, new_salt())}\n" for login, password in logins)
 

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import typer
 
 from aedfleet.broker_auth import (
+    EMPTY_GENERATIONS,
     SALT_BYTES,
     BrokerAuthError,
     BrokerLayout,
+    ServiceAccount,
     acl_text,
     check_secret,
     login_password,
     mosquitto_conf_text,
+    parse_generations,
     password_file_text,
 )
 
@@ -27,10 +31,17 @@ broker_app = typer.Typer(
 SecretFileOption = Annotated[
     Path, typer.Option("--secret-file", help="The provisioning secret (at least 32 bytes)")
 ]
+GenerationsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--generations-file",
+        help="CABINET_ID GENERATION per line: a new password for a cabinet, 0 revokes it",
+    ),
+]
 
 
-class SecretFileError(ValueError):
-    """A provisioning secret file that cannot be used."""
+class ProvisioningFileError(ValueError):
+    """A provisioning file (the secret, the generations) that cannot be read or used."""
 
 
 def read_secret(path: Path) -> bytes:
@@ -38,11 +49,22 @@ def read_secret(path: Path) -> bytes:
     try:
         secret = path.read_bytes().strip()
     except OSError as exc:
-        raise SecretFileError(f"secret file {path}: {exc.strerror or exc}") from None
+        raise ProvisioningFileError(f"secret file {path}: {exc.strerror or exc}") from None
     try:
         return check_secret(secret)
     except BrokerAuthError as exc:
-        raise SecretFileError(f"secret file {path}: {exc}") from None
+        raise ProvisioningFileError(f"secret file {path}: {exc}") from None
+
+
+def read_generations(path: Path | None) -> Mapping[str, int]:
+    if path is None:
+        return EMPTY_GENERATIONS
+    try:
+        return parse_generations(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProvisioningFileError(f"generations file {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, BrokerAuthError) as exc:
+        raise ProvisioningFileError(f"generations file {path}: {exc}") from None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -85,16 +107,20 @@ def broker_config(
     local_port: Annotated[
         int, typer.Option(min=0, max=65_535, help="Plain listener on 127.0.0.1; 0 for none")
     ] = 1883,
+    generations_file: GenerationsOption = None,
 ) -> None:
     """Write passwd (Mosquitto 2 hashes), acl and mosquitto.conf for every registry cabinet."""
     from ingest.store.store import StateStore, StoreError
 
     try:
         secret = read_secret(secret_file)
+        generations = read_generations(generations_file)
         with StateStore.open(store) as state:
             cabinet_ids = state.cabinet_ids()
-        passwords = password_file_text(secret, cabinet_ids, lambda: secrets.token_bytes(SALT_BYTES))
-    except (SecretFileError, StoreError, BrokerAuthError) as exc:
+        passwords = password_file_text(
+            secret, cabinet_ids, lambda: secrets.token_bytes(SALT_BYTES), generations
+        )
+    except (ProvisioningFileError, StoreError, BrokerAuthError) as exc:
         raise _fail(str(exc)) from None
     layout = BrokerLayout(
         config_dir=PurePosixPath(config_dir or out.resolve()),
@@ -113,16 +139,22 @@ def broker_config(
     ):
         _write_atomically(out / name, text, mode)
         typer.echo(f"wrote {out / name}")
-    typer.echo(f"{len(cabinet_ids)} cabinet logins and the service accounts")
+    revoked = sum(1 for cabinet_id in cabinet_ids if generations.get(cabinet_id, 1) == 0)
+    typer.echo(
+        f"{len(cabinet_ids) - revoked} cabinet logins ({revoked} revoked) "
+        f"and {len(ServiceAccount)} service accounts"
+    )
 
 
 @broker_app.command("password")
 def broker_password(
     login: Annotated[str, typer.Argument(help="A cabinet id, or a service account's name")],
     secret_file: SecretFileOption,
+    generations_file: GenerationsOption = None,
 ) -> None:
     """Print the broker password of one cabinet (for its cabinet.toml) or service."""
     try:
-        typer.echo(login_password(read_secret(secret_file), login))
-    except (SecretFileError, BrokerAuthError) as exc:
+        secret = read_secret(secret_file)
+        typer.echo(login_password(secret, login, read_generations(generations_file)))
+    except (ProvisioningFileError, BrokerAuthError) as exc:
         raise _fail(str(exc)) from None

@@ -90,7 +90,7 @@ def sim(
 
     from pydantic import SecretBytes
 
-    from aedfleet.broker_cli import SecretFileError, read_secret
+    from aedfleet.broker_cli import ProvisioningFileError, read_secret
     from aedfleet.clock import ScaledClock
     from aedfleet.mqtt import MqttSettings
     from firmware_sim.errors import ScenarioError
@@ -109,7 +109,7 @@ def sim(
             tick_s=max(1.0, clock_scale),
             broker_secret=SecretBytes(read_secret(secret_file)) if secret_file else None,
         )
-    except (ScenarioError, SecretFileError, ValueError) as exc:
+    except (ScenarioError, ProvisioningFileError, ValueError) as exc:
         raise _fail(str(exc)) from None
 
     def report(stats: FleetStats) -> None:

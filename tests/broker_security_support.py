@@ -107,9 +107,8 @@ class Probe:
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
         self.disconnects: list[ReasonCode] = []
-        self.client.on_disconnect = lambda _client, _data, _flags, reason, _p: (
-            self.disconnects.append(reason)
-        )
+        self.disconnected = threading.Event()
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda _client, _data, message: self.messages.put(message)
 
     def will(self, topic: str, payload: bytes) -> None:
@@ -156,6 +155,10 @@ class Probe:
 
     def _on_connect(self, *args: Any) -> None:
         self._connack.put(args[3])
+
+    def _on_disconnect(self, _c: Any, _d: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        self.disconnects.append(reason)
+        self.disconnected.set()
 
     def _on_publish(self, _client: Any, _data: Any, mid: int, code: ReasonCode, _p: Any) -> None:
         self._result(mid, [code])

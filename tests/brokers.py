@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -157,6 +158,11 @@ class MosquittoBroker:
             except OSError:
                 time.sleep(0.02)
         raise TimeoutError(f"mosquitto did not listen on {self.port} within {timeout_s} s")
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its password and ACL files again."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         """SIGTERM, as an operator restart would (a persistent broker saves its sessions)."""

@@ -29,6 +29,7 @@ from aedfleet.broker_auth import (
     hash_password,
     login_password,
     mosquitto_conf_text,
+    parse_generations,
     password_file_text,
     service_password,
 )
@@ -260,3 +261,30 @@ def test_the_shipped_examples_are_what_the_generator_writes() -> None:
         key_file=PurePosixPath("/etc/mosquitto/certs/server.key"),
     )
     assert (shipped / "aedfleet.conf.example").read_text() == mosquitto_conf_text(layout)
+
+
+def test_a_new_generation_replaces_a_password_and_generation_zero_revokes_the_login() -> None:
+    first = cabinet_password(SECRET, "SZ-1")
+    assert cabinet_password(SECRET, "SZ-1", generation=1) == first
+    second = cabinet_password(SECRET, "SZ-1", generation=2)
+    assert second not in (first, cabinet_password(SECRET, "SZ-1", generation=3))
+    assert login_password(SECRET, "SZ-1", {"SZ-1": 2}) == second
+    with pytest.raises(BrokerAuthError, match="revoked"):
+        login_password(SECRET, "SZ-1", {"SZ-1": 0})
+    text = password_file_text(SECRET, ["SZ-1", "SZ-2"], counting_salt, {"SZ-1": 2, "SZ-2": 0})
+    logins = dict(line.split(":", 1) for line in text.splitlines())
+    assert "SZ-2" not in logins
+    _, _, _, salt, digest = logins["SZ-1"].split("$")
+    derived = hashlib.pbkdf2_hmac("sha512", second.encode(), base64.b64decode(salt), 101)
+    assert base64.b64decode(digest) == derived
+
+
+def test_the_generations_file_takes_ids_with_spaces_and_names_bad_lines() -> None:
+    text = "# rekeyed after a theft\n\nSZ 0001 2\n  柜-3\t0\n"
+    assert parse_generations(text) == {"SZ 0001": 2, "柜-3": 0}
+    with pytest.raises(BrokerAuthError) as raised:
+        parse_generations("SZ-1 two\nSZ-2 1\nSZ-2 3\n7\nSZ-4 ٣\n")
+    message = str(raised.value)
+    for expected in ("line 1:", "line 3: cabinet 'SZ-2' is listed twice", "line 4:", "line 5:"):
+        assert expected in message
+    assert "line 2" not in message

@@ -13,7 +13,7 @@ from aedfleet.broker_auth import ServiceAccount, cabinet_password
 from aedfleet.contract import Channel, subscription, topic
 from aedfleet.mqtt import MqttSettings
 from firmware_sim.scenario import Scenario
-from tests.broker_security_support import SECRET, Probe, probe, secured_broker
+from tests.broker_security_support import SECRET, WAIT_S, Probe, probe, secured_broker
 from tests.brokers import MosquittoBroker, free_port, make_test_pki
 from tests.commands import AEDFLEET, command_env
 
@@ -168,3 +168,41 @@ def test_the_simulator_without_the_secret_is_refused(tmp_path: Path) -> None:
         )  # fmt: skip
     assert "0/1 connected" in run.stdout
     assert "refused the connection: Not authorized" in run.stderr
+
+
+def test_provisioning_rekeying_and_revoking_take_effect_on_a_reload(
+    tmp_path: Path, generated: MosquittoBroker, store_url: str, secret_file: Path
+) -> None:
+    out = tmp_path / "mosquitto"
+    added = tmp_path / "added.csv"
+    added.write_text(REGISTRY_CSV.replace("SZ-0001", "SZ-0003").replace("SZ-0002", "SZ-0004"))
+    assert aedfleet("registry", "import", str(added), "--store", store_url).returncode == 0
+    generations = tmp_path / "generations"
+    generations.write_text("# stolen on 2026-12-01\nSZ-0001 2\nSZ-0002   0\n")
+    with probe(login(generated, "SZ-0002", cabinet_password(SECRET, "SZ-0002")), "b") as revoked:
+        written = aedfleet(
+            "broker", "config", "--store", store_url, "--secret-file", str(secret_file),
+            "--out", str(out), "--generations-file", str(generations),
+            "--local-port", str(generated.port),
+        )  # fmt: skip
+        assert written.returncode == 0, written.stderr
+        assert "3 cabinet logins (1 revoked)" in written.stdout
+        generated.reload()
+        assert revoked.disconnected.wait(WAIT_S), "a revoked cabinet stayed connected"
+    printed = aedfleet(
+        "broker", "password", "SZ-0001", "--secret-file", str(secret_file),
+        "--generations-file", str(generations),
+    )  # fmt: skip
+    new_password = printed.stdout.strip()
+    assert new_password == cabinet_password(SECRET, "SZ-0001", generation=2)
+    for name, password, admitted in (
+        ("SZ-0003", cabinet_password(SECRET, "SZ-0003"), True),
+        ("SZ-0001", new_password, True),
+        ("SZ-0001", cabinet_password(SECRET, "SZ-0001"), False),
+        ("SZ-0002", cabinet_password(SECRET, "SZ-0002"), False),
+    ):
+        client = Probe(login(generated, name, password), f"after-{name}")
+        try:
+            assert client.connect().is_failure is not admitted, (name, admitted)
+        finally:
+            client.close()
