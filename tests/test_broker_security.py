@@ -162,3 +162,29 @@ async def test_the_adapter_raises_when_the_broker_refuses_a_publish(
         with pytest.raises(MqttError, match="refused the publish: Not authorized"):
             await cabinet_a.publish_confirmed(topic(B, Channel.EVENT), b"forged")
         await cabinet_a.publish_confirmed(topic(A, Channel.EVENT), b"own")
+
+
+def test_a_last_will_on_another_cabinets_status_is_never_published(
+    secured: SecuredBroker,
+) -> None:
+    """A forged will would mark another cabinet offline. Mosquitto 2.0 accepts the CONNECT
+    and checks the will when it fires. A takeover of the session by its client id fires
+    the will before the new connection's CONNACK, so what the new one publishes next is
+    a sentinel that comes after the will, if there is one."""
+    with probe(secured.login(ServiceAccount.INGEST.value), "ingest") as ingest:
+        ingest.subscribe(subscription(Channel.STATUS))
+        for will_topic, delivered in (
+            (topic(A, Channel.STATUS), True),
+            (topic(B, Channel.STATUS), False),
+        ):
+            dropped = Probe(secured.login(A), "aed-A")
+            dropped.will(will_topic, b"will")
+            assert not dropped.connect().is_failure
+            dropped.client.loop_stop()  # no reconnect: the takeover below ends it
+            with probe(secured.login(A), "aed-A") as successor:
+                assert not successor.publish(topic(A, Channel.STATUS), b"sentinel").is_failure
+            dropped.close(abruptly=True)
+            if delivered:
+                will = ingest.next_message()
+                assert (will.topic, will.payload) == (will_topic, b"will")
+            assert_fenced(ingest, topic(A, Channel.STATUS))
