@@ -26,17 +26,22 @@ from aedfleet.contract import (
     topic,
 )
 from aedfleet.mqtt import MqttSettings
+from alerting.service import AlertingService
 from dispatch.config import DispatchSettings
+from dispatch.outbox import DeliveryStatus, DispatchOutbox
 from dispatch.service import DispatchService
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from ingest.config import IngestSettings
 from ingest.influx import InfluxSettings
 from ingest.service import IngestService
 from ingest.store.store import StateStore
+from tests.alerting_e2e_support import alerting_settings, seed_fleet_registry
+from tests.alerting_e2e_support import running as alerting_running
 from tests.broker_security_support import SECRET, probe, secured_broker
 from tests.dispatch_support import seed
 from tests.influx import InfluxServer
 from tests.ingest_support import seed_registry
+from tests.mailbox import Mailbox
 from tests.recorder import eventually
 from tests.test_dispatch_e2e import running as dispatch_running
 from tests.test_ingest_e2e import quiet_scenario
@@ -51,6 +56,11 @@ def online_twins(store_url: str) -> set[str]:
         return {twin.cabinet_id for twin in store.twins() if twin.online}
     finally:
         store.close()
+
+
+def deliveries(store_url: str) -> set[tuple[str, DeliveryStatus]]:
+    with DispatchOutbox.open(store_url) as outbox:
+        return {(record.cabinet_id, record.status) for record in outbox.recent(100)}
 
 
 @pytest.mark.timeout(120)
@@ -91,6 +101,11 @@ async def test_a_fleet_reaches_the_ingest_and_refusals_reach_the_operator(
         ):
             operator.subscribe(f"{DEAD_LETTER_PREFIX}/#")
             async with ingest_running(service):
+                # The refusal first: the ingest is done parking it long before it stops.
+                await asyncio.to_thread(
+                    garbled.publish, topic(sender, Channel.HEARTBEAT), b"not json"
+                )
+                parked = await asyncio.to_thread(operator.next_message)
                 running_fleet = asyncio.create_task(fleet.run(None))
                 try:
                     await eventually(
@@ -102,11 +117,53 @@ async def test_a_fleet_reaches_the_ingest_and_refusals_reach_the_operator(
                 finally:
                     running_fleet.cancel()
                     await asyncio.gather(running_fleet, return_exceptions=True)
-                garbled.publish(topic(sender, Channel.HEARTBEAT), b"not json")
-                parked = await asyncio.to_thread(operator.next_message)
     letter = DeadLetter.model_validate_json(parked.payload)
     assert parked.topic == f"{DEAD_LETTER_PREFIX}/{Reason.INVALID_JSON.value}"
     assert letter.topic == topic(sender, Channel.HEARTBEAT)
+
+
+@pytest.mark.timeout(120)
+async def test_the_alerting_service_ingests_with_its_own_login(
+    tmp_path: Path, influx_server: InfluxServer, influx_database: str
+) -> None:
+    scenario = quiet_scenario(3)
+    fleet_ids = [scenario.cabinet_id(index) for index in range(3)]
+    store_url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    seed_fleet_registry(store_url, scenario)
+    with secured_broker(tmp_path / "broker", fleet_ids) as secured, Mailbox() as mailbox:
+        settings = alerting_settings(
+            secured.broker, influx_server, influx_database, store_url, mailbox
+        )
+        login = secured.login(ServiceAccount.ALERTING.value)
+        service = AlertingService(
+            settings.model_copy(
+                update={"ingest": settings.ingest.model_copy(update={"mqtt": login})}
+            )
+        )
+        fleet = SimulatedFleet(
+            FleetSettings(
+                cabinets=3,
+                broker=MqttSettings(host="127.0.0.1", port=secured.broker.port, keepalive_s=5),
+                broker_secret=SecretBytes(SECRET),
+                work_dir=tmp_path / "sim",
+                ramp_s=0,
+                tick_s=10,
+            ),
+            scenario,
+            ScaledClock(datetime.now(UTC), 10),
+        )
+        async with alerting_running(service):
+            running_fleet = asyncio.create_task(fleet.run(None))
+            try:
+                await eventually(
+                    lambda: online_twins(store_url) >= set(fleet_ids),
+                    60,
+                    "the alerting service did not ingest the fleet's statuses",
+                    every_s=0.2,
+                )
+            finally:
+                running_fleet.cancel()
+                await asyncio.gather(running_fleet, return_exceptions=True)
 
 
 @pytest.mark.timeout(60)
@@ -149,5 +206,13 @@ async def test_dispatch_sends_a_cabinets_door_event_and_never_a_forged_one(
                     if cabinet_id == victim:
                         assert int(acknowledged.value) == NOT_AUTHORIZED
                 dispatched = await asyncio.to_thread(bridge.next_message)
+                # Stop the service only once it has recorded the delivery, not while it
+                # still waits for the republication's PUBACK.
+                await eventually(
+                    lambda: deliveries(store_url) == {(honest, DeliveryStatus.DELIVERED)},
+                    10,
+                    "the republication was not recorded as delivered",
+                    every_s=0.05,
+                )
     assert dispatched.topic == dispatch_topic(honest)
     assert DispatchEvent.model_validate_json(dispatched.payload).cabinet_id == honest
