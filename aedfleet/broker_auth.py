@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 from aedfleet.contract import (
     DEAD_LETTER_PREFIX,
-    RETAINED_CHANNELS,
     Channel,
     cabinet_id_problem,
     dispatch_subscription,
@@ -67,21 +66,15 @@ class ServiceAccount(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    access: str
-    """``read`` or ``write``: what Mosquitto's ACL file calls them."""
+    access: Literal["read", "write"]
     topic_filter: str
-    why: str
 
 
 def _report_reads() -> tuple[Grant, ...]:
-    return tuple(
-        Grant("read", subscription(channel), "the fleet's reports") for channel in REPORT_CHANNELS
-    )
+    return tuple(Grant("read", subscription(channel)) for channel in REPORT_CHANNELS)
 
 
-_DEAD_LETTERS: Final = Grant(
-    "write", f"{DEAD_LETTER_PREFIX}/#", "refused messages are parked as dead letters"
-)
+_DEAD_LETTERS: Final = Grant("write", f"{DEAD_LETTER_PREFIX}/#")
 
 SERVICE_GRANTS: Final[dict[ServiceAccount, tuple[Grant, ...]]] = {
     # ingest/service.py subscribes $share/{group}/aed/v1/# and ignores cmd; Mosquitto checks
@@ -91,17 +84,16 @@ SERVICE_GRANTS: Final[dict[ServiceAccount, tuple[Grant, ...]]] = {
     ServiceAccount.ALERTING: (*_report_reads(), _DEAD_LETTERS),
     # dispatch/service.py subscribes aed/v1/+/event; dispatch/sender.py republishes.
     ServiceAccount.DISPATCH: (
-        Grant("read", subscription(Channel.EVENT), "door and AED events"),
-        Grant("write", dispatch_subscription(), "the dispatch republication"),
+        Grant("read", subscription(Channel.EVENT)),
+        Grant("write", dispatch_subscription()),
     ),
+    # Commands to cabinets, their answers, and what the ingest refused, to inspect.
     ServiceAccount.OPERATOR: (
-        Grant("write", subscription(Channel.CMD), "commands to cabinets"),
-        Grant("read", subscription(Channel.CMD_RESULT), "the cabinets' answers"),
-        Grant("read", _DEAD_LETTERS.topic_filter, "what the ingest refused, to inspect"),
+        Grant("write", subscription(Channel.CMD)),
+        Grant("read", subscription(Channel.CMD_RESULT)),
+        Grant("read", _DEAD_LETTERS.topic_filter),
     ),
-    ServiceAccount.DISPATCH_BRIDGE: (
-        Grant("read", dispatch_subscription(), "dispatch events for the command centre"),
-    ),
+    ServiceAccount.DISPATCH_BRIDGE: (Grant("read", dispatch_subscription()),),
 }
 
 CABINET_LOGIN: Final = "%u"
@@ -110,19 +102,13 @@ CABINET_LOGIN: Final = "%u"
 
 def cabinet_grants() -> tuple[Grant, ...]:
     """What every login may do on the topics named after it (a cabinet on its own)."""
-    writes = tuple(
-        Grant(
-            "write",
-            topic(CABINET_LOGIN, channel),
-            "its own report, retained" if channel in RETAINED_CHANNELS else "its own report",
-        )
-        for channel in REPORT_CHANNELS
-    )
+    # Birth and status are retained: the ACL file grants retaining with "write".
+    writes = tuple(Grant("write", topic(CABINET_LOGIN, channel)) for channel in REPORT_CHANNELS)
     return (
         *writes,
-        Grant("read", topic(CABINET_LOGIN, Channel.CMD), "its commands"),
+        Grant("read", topic(CABINET_LOGIN, Channel.CMD)),
         # edge_agent/agent.py reads back its own retained status to replace a stale one.
-        Grant("read", topic(CABINET_LOGIN, Channel.STATUS), "its own retained status"),
+        Grant("read", topic(CABINET_LOGIN, Channel.STATUS)),
     )
 
 
