@@ -151,6 +151,17 @@ class KeepAliveTicker:
 MAX_PACKETS_PER_READ = 1_000
 
 
+async def await_answer(waiter: asyncio.Future[Any], timeout_s: float) -> None:
+    """Wait for a broker's answer (PUBACK, SUBACK) for at most ``timeout_s``.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it returns the result instead of raising
+    ``CancelledError`` when the answer and a cancellation arrive in the same turn of the
+    loop (CPython gh-86296), so a service stopped just then would carry on.
+    """
+    async with asyncio.timeout(timeout_s):
+        await waiter
+
+
 def _has_pending_bytes(sock: object) -> bool:
     if not isinstance(sock, socket.socket):
         return False
@@ -355,7 +366,7 @@ class MqttConnection:
         waiter = self._loop.create_future()
         self._awaited_publishes[mid] = waiter
         try:
-            await asyncio.wait_for(waiter, self.settings.connect_timeout_s)
+            await await_answer(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
             raise MqttNotConnectedError(
                 f"{self.client_id}: no PUBACK for {topic} from {self.settings.endpoint}"
@@ -382,7 +393,7 @@ class MqttConnection:
         waiter = self._loop.create_future()
         self._pending_subscribes[mid] = waiter
         try:
-            await asyncio.wait_for(waiter, self.settings.connect_timeout_s)
+            await await_answer(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
             raise MqttNotConnectedError(
                 f"{self.client_id}: no SUBACK for {topic_filter} from {self.settings.endpoint}"

@@ -44,6 +44,7 @@ from aedfleet.mqtt import (
     MqttError,
     MqttNotConnectedError,
     MqttSettings,
+    await_answer,
 )
 
 __all__ = ["ConsumerConnection", "MqttProtocolError"]
@@ -477,7 +478,7 @@ class ConsumerConnection:
         self._pending[packet_id] = waiter
         try:
             self._write(packet)
-            await asyncio.wait_for(waiter, self.settings.connect_timeout_s)
+            await await_answer(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
             raise MqttNotConnectedError(
                 f"{self.client_id}: no {answer} from {self.settings.endpoint} within "
