@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from aedfleet import contract
+from aedfleet.broker_cli import broker_app
 from aedfleet.logs import LOG_LEVELS, configure_logging
 from aedfleet.service import StartupError, first_error, run_until_signalled
 from aedfleet.settings import ConfigError
@@ -24,6 +25,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(silences_app, name="silences")
 app.add_typer(inspections_app, name="inspections")
+app.add_typer(broker_app, name="broker")
 DEFAULT_STORE_URL = "sqlite:///var/aedfleet.sqlite3"
 StoreOption = Annotated[
     str,
@@ -120,13 +122,18 @@ def sim(
     protocol: Annotated[str, typer.Option(help="MQTT protocol: 5 or 3.1.1")] = "5",
     work_dir: Annotated[Path, typer.Option(help="Outbox and ground truth")] = Path("var/sim"),
     ramp: Annotated[float, typer.Option(help="Seconds over which cabinets connect")] = 10,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(help="Provisioning secret: each cabinet logs in as itself (docs/security.md)"),
+    ] = None,
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Run N simulated cabinets, each with the real edge agent, against a broker."""
     from datetime import UTC, datetime
 
-    from pydantic import ValidationError
+    from pydantic import SecretBytes, ValidationError
 
+    from aedfleet.broker_cli import ProvisioningFileError, read_secret
     from aedfleet.clock import ScaledClock
     from aedfleet.mqtt import MqttSettings
     from aedfleet.settings import describe_problems
@@ -150,9 +157,12 @@ def sim(
             heartbeat_interval_s=heartbeat,
             ramp_s=ramp,
             tick_s=max(1.0, clock_scale),
+            broker_secret=SecretBytes(read_secret(secret_file)) if secret_file else None,
         )
     except ValidationError as exc:
         raise _fail(describe_problems(exc, FleetSettings)) from None
+    except ProvisioningFileError as exc:
+        raise _fail(str(exc)) from None
 
     def report(stats: FleetStats) -> None:
         typer.echo(

@@ -13,7 +13,7 @@ the same settings, messages and errors, without paho's per-packet cost.
 Exceptions: everything raised here is an :class:`MqttError`; paho's error codes and
 socket errors are translated in this module and nowhere else::
 
-    MqttError
+    MqttError              a publish the broker refused (MQTT 5 reason code)
     ├── MqttConnectError   the broker could not be reached or refused the connection
     └── MqttNotConnectedError   an operation needs a connection that is gone
 """
@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
@@ -40,6 +40,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from aedfleet.redact import redact_url
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,17 @@ class KeepAliveTicker:
 
 
 MAX_PACKETS_PER_READ = 1_000
+
+
+async def await_answer(waiter: asyncio.Future[T], timeout_s: float) -> T:
+    """Wait for a broker's answer (PUBACK, SUBACK) for at most ``timeout_s``.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it returns the result instead of raising
+    ``CancelledError`` when the answer and a cancellation arrive in the same turn of the
+    loop (CPython gh-86296), so a service stopped just then would carry on.
+    """
+    async with asyncio.timeout(timeout_s):
+        return await waiter
 
 
 def _has_pending_bytes(sock: object) -> bool:
@@ -373,12 +386,13 @@ class MqttConnection:
     async def publish_confirmed(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> None:
-        """Publish at QoS 1 and wait for the broker's acknowledgement."""
+        """Publish at QoS 1 and wait for the broker's acknowledgement; raises
+        :class:`MqttError` when the broker refuses the message (MQTT 5 reason code)."""
         mid = self.publish(topic, payload, qos=qos, retain=retain)
         waiter = self._loop.create_future()
         self._awaited_publishes[mid] = waiter
         try:
-            await asyncio.wait_for(waiter, self.settings.connect_timeout_s)
+            await await_answer(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
             raise MqttNotConnectedError(
                 f"{self.client_id}: no PUBACK for {topic} from {self.settings.endpoint}"
@@ -405,7 +419,7 @@ class MqttConnection:
         waiter = self._loop.create_future()
         self._pending_subscribes[mid] = waiter
         try:
-            await asyncio.wait_for(waiter, self.settings.connect_timeout_s)
+            await await_answer(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
             raise MqttNotConnectedError(
                 f"{self.client_id}: no SUBACK for {topic_filter} from {self.settings.endpoint}"
@@ -510,7 +524,17 @@ class MqttConnection:
         properties: Properties,
     ) -> None:
         waiter = self._awaited_publishes.get(mid)
-        if waiter is not None and not waiter.done():
+        if reason_code.is_failure:
+            # MQTT 5: the broker refused it (an ACL says 0x87) and dropped it.
+            refusal = (
+                f"{self.client_id}: {self.settings.endpoint} refused the publish: "
+                f"{reason_code.getName()}"
+            )
+            if waiter is None:
+                log.warning("%s", refusal)
+            elif not waiter.done():
+                waiter.set_exception(MqttError(refusal))
+        elif waiter is not None and not waiter.done():
             waiter.set_result(None)
         if self._on_published is not None:
             self._on_published(mid)

@@ -53,6 +53,7 @@ from aedfleet.mqtt import (
     MqttError,
     MqttNotConnectedError,
     MqttSettings,
+    await_answer,
 )
 
 __all__ = [
@@ -906,7 +907,7 @@ class ConsumerConnection:
         self._slot_waiters.append(waiter)
         timeout_s = self.settings.connect_timeout_s
         try:
-            await asyncio.wait_for(waiter, timeout_s)
+            await await_answer(waiter, timeout_s)
         except (TimeoutError, asyncio.CancelledError) as exc:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._release_publish_slot()  # handed over as the wait ended: pass it on
@@ -935,7 +936,7 @@ class ConsumerConnection:
         self._pending[packet_id] = waiter
         try:
             self._write(packet)
-            return await asyncio.wait_for(waiter, self.settings.connect_timeout_s)
+            return await await_answer(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
             raise MqttNotConnectedError(
                 f"{self.client_id}: no {answer} from {self.settings.endpoint} within "

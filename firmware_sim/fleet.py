@@ -23,8 +23,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
 
+from aedfleet.broker_auth import cabinet_password
 from aedfleet.clock import Clock
 from aedfleet.mqtt import KeepAliveTicker, MqttSettings
 from aedfleet.service import StartupError
@@ -61,6 +62,20 @@ class FleetSettings(BaseModel):
         default=10.0, ge=0, description="Wall seconds over which the cabinets connect"
     )
     link: LinkSettings = LinkSettings()
+    broker_secret: SecretBytes | None = Field(
+        default=None,
+        description="Provisioning secret: each cabinet logs in with its id and derived "
+        "password (docs/security.md); unset, all use the broker's user name and password",
+    )
+
+    def broker_for(self, cabinet_id: str) -> MqttSettings:
+        """The broker settings one cabinet connects with."""
+        if self.broker_secret is None:
+            return self.broker
+        password = cabinet_password(self.broker_secret.get_secret_value(), cabinet_id)
+        return self.broker.model_copy(
+            update={"username": cabinet_id, "password": SecretStr(password)}
+        )
 
     @property
     def outbox_path(self) -> Path:
@@ -250,7 +265,7 @@ class SimulatedFleet:
             cabinet.acknowledged_before += cabinet.agent.stats.acknowledged
         cabinet.agent = EdgeAgent(
             cabinet.profile,
-            self.settings.broker,
+            self.settings.broker_for(cabinet.profile.cabinet_id),
             self.settings.link,
             cabinet.hardware,
             cabinet.outbox,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -93,14 +94,22 @@ class MosquittoBroker:
         persistence: bool = False,
         tls: TlsFiles | None = None,
         users: dict[str, str] | None = None,
+        listeners: str | None = None,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        """``listeners`` replaces the listener and security lines (with ``port`` the one
+        the tests connect to): a generated configuration, as ``aedfleet broker`` writes."""
+        self.port = port or free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
         # Stay the user who runs the tests: the files live in that user's private tmp dir.
-        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}"]
+        lines = [f"user {getpass.getuser()}"]
+        if listeners is not None:
+            lines.append(listeners)
+        else:
+            lines.append(f"listener {self.port} 127.0.0.1")
         if tls is not None:
             lines += [
                 f"cafile {tls.ca_cert}",
@@ -116,7 +125,7 @@ class MosquittoBroker:
                 )
             password_file.chmod(0o600)
             lines += [f"password_file {password_file}", "allow_anonymous false"]
-        else:
+        elif listeners is None:
             lines.append("allow_anonymous true")
         lines += [
             f"persistence {'true' if persistence else 'false'}",
@@ -149,6 +158,11 @@ class MosquittoBroker:
             except OSError:
                 time.sleep(0.02)
         raise TimeoutError(f"mosquitto did not listen on {self.port} within {timeout_s} s")
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its password and ACL files again."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         """SIGTERM, as an operator restart would (a persistent broker saves its sessions)."""
