@@ -82,10 +82,12 @@ SERVICE_GRANTS: Final[dict[ServiceAccount, tuple[Grant, ...]]] = {
     ServiceAccount.INGEST: (*_report_reads(), _DEAD_LETTERS),
     # alerting/service.py runs the same ingest pipeline in its own process.
     ServiceAccount.ALERTING: (*_report_reads(), _DEAD_LETTERS),
-    # dispatch/service.py subscribes aed/v1/+/event; dispatch/sender.py republishes.
+    # dispatch/service.py subscribes aed/v1/+/event and parks the events it refuses
+    # (identity_mismatch, unknown_cabinet); dispatch/sender.py republishes.
     ServiceAccount.DISPATCH: (
         Grant("read", subscription(Channel.EVENT)),
         Grant("write", dispatch_subscription()),
+        _DEAD_LETTERS,
     ),
     # Commands to cabinets, their answers, and what the ingest refused, to inspect.
     ServiceAccount.OPERATOR: (

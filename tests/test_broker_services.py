@@ -216,3 +216,45 @@ async def test_dispatch_sends_a_cabinets_door_event_and_never_a_forged_one(
                 )
     assert dispatched.topic == dispatch_topic(honest)
     assert DispatchEvent.model_validate_json(dispatched.payload).cabinet_id == honest
+
+
+@pytest.mark.timeout(60)
+async def test_dispatch_parks_an_event_of_a_cabinet_the_registry_no_longer_has(
+    tmp_path: Path,
+) -> None:
+    """A cabinet whose broker login outlived its registry entry (the broker's files not yet
+    regenerated) opens its door: dispatch sends nobody and may park the event."""
+    kept, retired = "SZ-0001", "SZ-0009"
+    store_url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    seed(store_url, [kept])
+    with secured_broker(tmp_path / "broker", [kept, retired]) as secured:
+        service = DispatchService(
+            DispatchSettings.model_validate(
+                {
+                    "mqtt": secured.login(ServiceAccount.DISPATCH.value),
+                    "client_id": "dispatch-secured",
+                    "store_url": store_url,
+                }
+            )
+        )
+        with (
+            probe(secured.login(ServiceAccount.OPERATOR.value), "operator") as operator,
+            probe(secured.login(retired), f"aed-{retired}") as cabinet,
+        ):
+            operator.subscribe(f"{DEAD_LETTER_PREFIX}/#")
+            async with dispatch_running(service):
+                door = Event(
+                    v=1,
+                    cabinet_id=retired,
+                    boot_id="c" * 32,
+                    seq=1,
+                    ts=datetime.now(UTC),
+                    event=EventType.DOOR_OPENED,
+                )
+                await asyncio.to_thread(
+                    cabinet.publish, topic(retired, Channel.EVENT), encode(door)
+                )
+                parked = await asyncio.to_thread(operator.next_message)
+    letter = DeadLetter.model_validate_json(parked.payload)
+    assert (letter.reason, letter.service) == (Reason.UNKNOWN_CABINET, "dispatch")
+    assert deliveries(store_url) == set()
