@@ -58,6 +58,23 @@ def online_twins(store_url: str) -> set[str]:
         store.close()
 
 
+async def until_online(
+    fleet: SimulatedFleet, store_url: str, fleet_ids: list[str], reader: str
+) -> None:
+    """Run the fleet until every cabinet's status has reached the store through ``reader``."""
+    running_fleet = asyncio.create_task(fleet.run(None))
+    try:
+        await eventually(
+            lambda: online_twins(store_url) >= set(fleet_ids),
+            60,
+            f"the fleet's statuses did not reach {reader}",
+            every_s=0.2,
+        )
+    finally:
+        running_fleet.cancel()
+        await asyncio.gather(running_fleet, return_exceptions=True)
+
+
 def deliveries(store_url: str) -> set[tuple[str, DeliveryStatus]]:
     with DispatchOutbox.open(store_url) as outbox:
         return {(record.cabinet_id, record.status) for record in outbox.recent(100)}
@@ -106,17 +123,7 @@ async def test_a_fleet_reaches_the_ingest_and_refusals_reach_the_operator(
                     garbled.publish, topic(sender, Channel.HEARTBEAT), b"not json"
                 )
                 parked = await asyncio.to_thread(operator.next_message)
-                running_fleet = asyncio.create_task(fleet.run(None))
-                try:
-                    await eventually(
-                        lambda: online_twins(store_url) >= set(fleet_ids),
-                        60,
-                        "the fleet's statuses did not reach the store",
-                        every_s=0.2,
-                    )
-                finally:
-                    running_fleet.cancel()
-                    await asyncio.gather(running_fleet, return_exceptions=True)
+                await until_online(fleet, store_url, fleet_ids, "the store")
     letter = DeadLetter.model_validate_json(parked.payload)
     assert parked.topic == f"{DEAD_LETTER_PREFIX}/{Reason.INVALID_JSON.value}"
     assert letter.topic == topic(sender, Channel.HEARTBEAT)
@@ -153,17 +160,7 @@ async def test_the_alerting_service_ingests_with_its_own_login(
             ScaledClock(datetime.now(UTC), 10),
         )
         async with alerting_running(service):
-            running_fleet = asyncio.create_task(fleet.run(None))
-            try:
-                await eventually(
-                    lambda: online_twins(store_url) >= set(fleet_ids),
-                    60,
-                    "the alerting service did not ingest the fleet's statuses",
-                    every_s=0.2,
-                )
-            finally:
-                running_fleet.cancel()
-                await asyncio.gather(running_fleet, return_exceptions=True)
+            await until_online(fleet, store_url, fleet_ids, "the alerting service")
 
 
 @pytest.mark.timeout(60)

@@ -25,7 +25,6 @@ import pytest
 
 from aedfleet.clock import ScaledClock
 from aedfleet.contract import (
-    IDENTITY_PROPERTY,
     Channel,
     Consumables,
     ConsumablesSource,
@@ -65,6 +64,7 @@ from tests.dispatch_support import (
     seed,
     write_toml,
 )
+from tests.identity_support import claiming, door_opened
 from tests.recorder import Recorder, eventually
 
 OUTAGE_S: Final = float(os.environ.get("DISPATCH_TEST_OUTAGE_S", "6"))
@@ -470,18 +470,6 @@ async def test_an_event_published_under_another_cabinets_login_is_refused(
     seed(store_url, ["cab-a", "cab-b"])
     mqtt = broker_settings(broker)
 
-    def door_opened(cabinet_id: str, seq: int) -> bytes:
-        return encode(
-            Event(
-                v=1,
-                cabinet_id=cabinet_id,
-                boot_id="e" * 32,
-                seq=seq,
-                ts=datetime.now(UTC),
-                event=EventType.DOOR_OPENED,
-            )
-        )
-
     async with DispatchReceiver() as receiver:
         settings = service_settings(
             broker, store_url, [endpoint("cc", receiver.url())], republish={"enabled": False}
@@ -490,12 +478,8 @@ async def test_an_event_published_under_another_cabinets_login_is_refused(
         async with (
             Recorder(mqtt, ticker, parked_filter, "parked") as parked,
             running(DispatchService(settings)) as service,
-            MqttConnection(
-                mqtt, "aed-cab-a", ticker, user_properties=((IDENTITY_PROPERTY, "cab-a"),)
-            ) as cabinet_a,
-            MqttConnection(
-                mqtt, "aed-cab-b", ticker, user_properties=((IDENTITY_PROPERTY, "cab-b"),)
-            ) as cabinet_b,
+            claiming(mqtt, ticker, "cab-a") as cabinet_a,
+            claiming(mqtt, ticker, "cab-b") as cabinet_b,
         ):
             # cab-a's login speaks for cab-b: a false door alert, with a matching payload.
             await cabinet_a.publish_confirmed(

@@ -7,44 +7,25 @@ import asyncio
 import base64
 import contextlib
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from aedfleet.contract import (
-    IDENTITY_PROPERTY,
     Channel,
     DeadLetter,
-    Event,
-    EventType,
     Reason,
     dead_letter_topic,
-    encode,
     topic,
 )
-from aedfleet.mqtt import KeepAliveTicker, MqttConnection
+from aedfleet.mqtt import KeepAliveTicker
 from ingest.config import IngestSettings
 from ingest.influx import InfluxSettings
 from ingest.service import IngestService
 from tests.brokers import MosquittoBroker
 from tests.conftest import broker_settings
+from tests.identity_support import claiming, door_opened
 from tests.influx import InfluxServer
 from tests.ingest_support import seed_registry
 from tests.recorder import Recorder, eventually
-
-BOOT = "1" * 32
-
-
-def door_opened(cabinet_id: str, seq: int) -> bytes:
-    return encode(
-        Event(
-            v=1,
-            cabinet_id=cabinet_id,
-            boot_id=BOOT,
-            seq=seq,
-            ts=datetime.now(UTC),
-            event=EventType.DOOR_OPENED,
-        )
-    )
 
 
 async def test_a_message_under_another_cabinets_login_is_parked_not_written(
@@ -70,12 +51,8 @@ async def test_a_message_under_another_cabinets_login_is_parked_not_written(
             await asyncio.wait_for(service.subscribed.wait(), 20)
             async with (
                 Recorder(mqtt, ticker, dead_letter_topic(Reason.IDENTITY_MISMATCH), "dl") as parked,
-                MqttConnection(
-                    mqtt, "aed-cab-a", ticker, user_properties=((IDENTITY_PROPERTY, "cab-a"),)
-                ) as cabinet_a,
-                MqttConnection(
-                    mqtt, "aed-cab-b", ticker, user_properties=((IDENTITY_PROPERTY, "cab-b"),)
-                ) as cabinet_b,
+                claiming(mqtt, ticker, "cab-a") as cabinet_a,
+                claiming(mqtt, ticker, "cab-b") as cabinet_b,
             ):
                 event_topic = topic("cab-b", Channel.EVENT)
                 await cabinet_a.publish_confirmed(event_topic, spoof)
