@@ -126,6 +126,12 @@ def sim(
         Path | None,
         typer.Option(help="Provisioning secret: each cabinet logs in as itself (docs/security.md)"),
     ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA certificate that signed the broker's (mqtts://); system CAs if unset"
+        ),
+    ] = None,
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Run N simulated cabinets, each with the real edge agent, against a broker."""
@@ -135,7 +141,7 @@ def sim(
 
     from aedfleet.broker_cli import ProvisioningFileError, read_secret
     from aedfleet.clock import ScaledClock
-    from aedfleet.mqtt import MqttSettings
+    from aedfleet.mqtt import MqttSettings, TlsSettings
     from aedfleet.settings import describe_problems
     from firmware_sim.errors import ScenarioError
     from firmware_sim.fleet import FleetSettings, FleetStats, SimulatedFleet
@@ -149,6 +155,10 @@ def sim(
         raise _fail(f"--broker or --protocol: {describe_problems(exc, MqttSettings)}") from None
     except (ScenarioError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    if ca_file is not None:
+        if mqtt.tls is None:
+            raise _fail("--ca-file is for a TLS broker: give an mqtts:// URL")
+        mqtt = mqtt.model_copy(update={"tls": TlsSettings(ca_file=str(ca_file))})
     try:
         settings = FleetSettings(
             cabinets=cabinets,

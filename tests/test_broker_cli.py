@@ -141,7 +141,10 @@ def test_a_registry_cabinet_that_cannot_be_a_login_stops_the_generation(
     assert not out.exists()
 
 
-def test_the_simulator_logs_each_cabinet_in_as_itself(tmp_path: Path, secret_file: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["loopback", "tls"])
+def test_the_simulator_logs_each_cabinet_in_as_itself(
+    tmp_path: Path, secret_file: Path, tls: bool
+) -> None:
     scenario = Scenario()
     ids = [scenario.cabinet_id(index) for index in range(3)]
     with (
@@ -149,8 +152,18 @@ def test_the_simulator_logs_each_cabinet_in_as_itself(tmp_path: Path, secret_fil
         probe(secured.login(ServiceAccount.INGEST.value), "ingest") as ingest,
     ):
         ingest.subscribe(subscription(Channel.BIRTH))
+        where = (
+            [
+                "--broker",
+                f"mqtts://127.0.0.1:{secured.tls_port}",
+                "--ca-file",
+                str(secured.tls.ca_cert),
+            ]
+            if tls
+            else ["--broker", f"mqtt://127.0.0.1:{secured.broker.port}"]
+        )
         run = aedfleet(
-            "sim", "--cabinets", "3", "--broker", f"mqtt://127.0.0.1:{secured.broker.port}",
+            "sim", "--cabinets", "3", *where,
             "--secret-file", str(secret_file), "--duration", "3", "--ramp", "0",
             "--work-dir", str(tmp_path / "sim"),
         )  # fmt: skip
@@ -158,6 +171,15 @@ def test_the_simulator_logs_each_cabinet_in_as_itself(tmp_path: Path, secret_fil
         births = {ingest.next_message().topic for _ in ids}
     assert births == {topic(cabinet_id, Channel.BIRTH) for cabinet_id in ids}
     assert "3/3 connected" in run.stdout
+
+
+def test_a_ca_file_without_tls_is_one_line(tmp_path: Path) -> None:
+    run = aedfleet(
+        "sim", "--cabinets", "1", "--broker", "mqtt://127.0.0.1:1", "--ca-file", "ca.pem",
+        "--work-dir", str(tmp_path / "sim"),
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.strip() == "--ca-file is for a TLS broker: give an mqtts:// URL"
 
 
 def test_the_simulator_without_the_secret_is_refused(tmp_path: Path) -> None:
