@@ -231,6 +231,9 @@ class Renderer:
             "expiry": _relevant_expiry(brief),
             "time_zone": time_zone,
             "detail": phrase_detail(alarm.detail, language, time_zone),
+            # The short forms (SMS, chat) have no room for the detail but the codes a
+            # technician needs to bring the right part.
+            "codes": " ".join(alarm.detail.codes) if alarm.detail else "",
         }
 
 

@@ -351,6 +351,7 @@ def test_a_failed_selftest_with_a_fault_code_is_one_alarm_one_page_naming_the_co
     assert "E-CIRCUIT" in rendered.text
     assert "E-CIRCUIT" in rendered.html
     assert "E-CIRCUIT" in rendered.markdown
+    assert "E-CIRCUIT" in rendered.short_text  # the SMS and chat form
     ready = rig.engine.cabinet_readiness(CABINET)
     assert ready is not None
     assert set(ready.reasons) == {AlarmType.SELFTEST_FAILED, AlarmType.AED_NOT_READY}
