@@ -171,7 +171,9 @@ def _rows(model: type[BaseModel], values: BaseModel | None, loc: _Loc) -> Iterat
         dotted = dotted.replace(".[]", "[]")
         annotation = field.annotation
         models = _models_in(annotation)
-        description = field.description or ""
+        items = _list_item_models(annotation)
+        sections = models or items
+        description = field.description or _summary(sections[0] if len(sections) == 1 else None)
         if len(models) > 1:
             kinds = ", ".join(_kind_of(member) for member in models)
             description = f"{description} One of: {kinds}.".strip()
@@ -191,9 +193,16 @@ def _rows(model: type[BaseModel], values: BaseModel | None, loc: _Loc) -> Iterat
         for member in models:
             nested = value if isinstance(value, member) else None
             yield from _rows(member, nested, here)
-        items = _list_item_models(annotation)
         for member in items:
             yield from _rows(member, None, (*here, 0))
+
+
+def _summary(model: type[BaseModel] | None) -> str:
+    """A section's description: the first paragraph of its model's own docstring."""
+    doc = model.__dict__.get("__doc__") if model is not None else None
+    if not isinstance(doc, str):
+        return ""
+    return " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "`")
 
 
 def _kind_of(model: type[BaseModel]) -> str:
