@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CABINETS ?= 5000
 
-.PHONY: setup demo test lint typecheck unit bench-sim bench-ingest bench-dispatch score-detection schemas
+.PHONY: setup demo test lint typecheck unit bench-sim bench-ingest bench-dispatch score-detection schemas docs
 
 setup:
 	bash scripts/setup.sh
@@ -26,6 +26,10 @@ test: lint typecheck unit
 
 schemas: setup
 	$(BIN)/aedfleet contract export-schemas
+
+# The configuration reference in docs/configuration.md, from the settings models.
+docs: setup
+	PYTHONPATH=. $(BIN)/python -m aedfleet.config_docs
 
 # How many simulated cabinets one process sustains (a benchmark, not a test).
 bench-sim: setup
