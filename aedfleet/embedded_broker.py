@@ -2,7 +2,7 @@
 
 amqtt speaks MQTT 3.1.1 only, so demo clients connect with protocol 3.1.1; the
 features the fleet relies on (QoS 1, retained messages, last will, persistent sessions)
-are all in 3.1.1. Deployments use Mosquitto (see the README).
+are all in 3.1.1. Deployments use Mosquitto (docs/design.md, "Why amqtt for the demo").
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ class IngestSettings(FileThenEnvSettings):
         description="Workers in one group split the fleet; unset for a plain subscription",
     )
     session_expiry_s: int = Field(default=86_400, ge=0)
-    # Measured (docs/benchmarks.md, docs/dispatch.md): Mosquitto writes what a PUBACK
+    # Measured (docs/benchmarks.md): Mosquitto writes what a PUBACK
     # releases to this client in bursts that grow with the window, and a door event on the
     # same broker waits them out: 20,000 cost door events ~100 ms at p99 while draining a
     # backlog, 5,000 ~15 ms, and drains within ~5 % of 20,000's rate. Batches of half the
