@@ -11,11 +11,19 @@ acknowledges in bulk, uses :class:`aedfleet.mqtt_consumer.ConsumerConnection` in
 the same settings, messages and errors, without paho's per-packet cost.
 
 Exceptions: everything raised here is an :class:`MqttError`; paho's error codes and
-socket errors are translated in this module and nowhere else::
+socket errors are translated in this module and nowhere else. Both adapters (this one and
+:class:`aedfleet.mqtt_consumer.ConsumerConnection`) raise the same type for the same
+failure::
 
-    MqttError              a publish the broker refused (MQTT 5 reason code)
-    ├── MqttConnectError   the broker could not be reached or refused the connection
-    └── MqttNotConnectedError   an operation needs a connection that is gone
+    MqttError                   what the broker's limits do not allow (checked before sending)
+    ├── MqttConnectError        the broker could not be reached or refused the connection
+    ├── MqttNotConnectedError   an operation needs a connection that is gone
+    ├── MqttRefusedError        the broker refused a publish (PUBACK) or a subscription
+    │                           (SUBACK); ``reason_code`` is the broker's MQTT 5 reason code
+    ├── MqttTimeoutError        a broker still connected sent no PUBACK or SUBACK in time
+    ├── MqttQueueFullError      the outgoing queue is at its bound; the message was not queued
+    └── MqttProtocolError       (:mod:`aedfleet.mqtt_consumer`) the broker sent a packet that
+                                cannot be read; the connection ends
 """
 
 from __future__ import annotations
@@ -56,6 +64,31 @@ class MqttConnectError(MqttError):
 
 class MqttNotConnectedError(MqttError):
     """The operation needs a live connection."""
+
+
+class MqttRefusedError(MqttError):
+    """The broker answered a publish or a subscription with a failure.
+
+    ``reason_code`` is the broker's MQTT 5 reason code (0x87 Not authorized, 0x8F Topic
+    Filter invalid…), or, for a subscription granted a lower QoS than asked, the granted
+    QoS (0x00 or 0x01, which MQTT 5 also calls reason codes).
+    """
+
+    def __init__(self, message: str, reason_code: int) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+class MqttTimeoutError(MqttError):
+    """The broker, still connected, did not answer (PUBACK, SUBACK) within the timeout.
+
+    The connection stays up; whether the message was delivered is unknown.
+    """
+
+
+class MqttQueueFullError(MqttError):
+    """The connection already holds its bound of messages not yet acknowledged; the new
+    one was not queued (the caller keeps it and retries after acknowledgements)."""
 
 
 class TlsSettings(BaseModel):
@@ -157,6 +190,8 @@ class KeepAliveTicker:
 
 
 MAX_PACKETS_PER_READ = 1_000
+DEFAULT_MAX_QUEUED = 10_000
+MAX_PACKET_IDS = 65_535
 
 
 async def await_answer(waiter: asyncio.Future[T], timeout_s: float) -> T:
@@ -230,9 +265,20 @@ class MqttConnection:
         on_message: Callable[[InboundMessage], None] | None = None,
         on_published: Callable[[int], None] | None = None,
         user_properties: tuple[tuple[str, str], ...] = (),
+        max_queued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
         """``user_properties`` go with every message published, the will included
-        (MQTT 5 only: 3.1.1 has no properties)."""
+        (MQTT 5 only: 3.1.1 has no properties).
+
+        ``max_queued`` bounds the messages held until the broker acknowledges them (those
+        in flight included); :meth:`publish` beyond it raises :class:`MqttQueueFullError`.
+        """
+        if not 1 <= max_inflight <= max_queued <= MAX_PACKET_IDS:
+            # Beyond 65,535 messages a packet identifier would be reused while in use.
+            raise ValueError(
+                f"max_inflight {max_inflight} and max_queued {max_queued} must satisfy "
+                f"1 <= max_inflight <= max_queued <= {MAX_PACKET_IDS}"
+            )
         self.settings = settings
         self.client_id = client_id
         self._ticker = ticker
@@ -243,7 +289,7 @@ class MqttConnection:
         self._loop = asyncio.get_running_loop()
         self._connected: asyncio.Future[bool] = self._loop.create_future()
         self._disconnected: asyncio.Future[str] = self._loop.create_future()
-        self._pending_subscribes: dict[int, asyncio.Future[None]] = {}
+        self._pending_subscribes: dict[int, asyncio.Future[int]] = {}
         self._awaited_publishes: dict[int, asyncio.Future[None]] = {}
         self._receive_maximum = receive_maximum
         self._fileno = -1
@@ -266,7 +312,7 @@ class MqttConnection:
             manual_ack=manual_ack,
         )
         client.max_inflight_messages_set(max_inflight)
-        client.max_queued_messages_set(0)
+        client.max_queued_messages_set(max_queued)
         if settings.username is not None:
             password = settings.password.get_secret_value() if settings.password else None
             client.username_pw_set(settings.username, password)
@@ -369,6 +415,7 @@ class MqttConnection:
         """Hand a message to the connection; returns its message id.
 
         ``on_published`` is called with the id once the broker acknowledges it (QoS 1).
+        Raises :class:`MqttQueueFullError` when ``max_queued`` messages wait already.
         """
         if not self.is_connected:
             raise MqttNotConnectedError(
@@ -377,6 +424,11 @@ class MqttConnection:
         info = self._client.publish(
             topic, payload, qos=qos, retain=retain, properties=self._publish_properties
         )
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            raise MqttQueueFullError(
+                f"{self.client_id}: cannot publish to {topic}: {self._client.max_queued_messages}"
+                f" messages to {self.settings.endpoint} are not yet acknowledged"
+            )
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise MqttNotConnectedError(
                 f"{self.client_id}: publish to {topic} failed: {paho.error_string(info.rc)}"
@@ -386,16 +438,17 @@ class MqttConnection:
     async def publish_confirmed(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> None:
-        """Publish at QoS 1 and wait for the broker's acknowledgement; raises
-        :class:`MqttError` when the broker refuses the message (MQTT 5 reason code)."""
+        """Publish at QoS 1 and wait for the broker's acknowledgement (within the connect
+        timeout); raises :class:`MqttRefusedError` when the broker refuses the message."""
         mid = self.publish(topic, payload, qos=qos, retain=retain)
         waiter = self._loop.create_future()
         self._awaited_publishes[mid] = waiter
         try:
             await await_answer(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
-            raise MqttNotConnectedError(
-                f"{self.client_id}: no PUBACK for {topic} from {self.settings.endpoint}"
+            raise MqttTimeoutError(
+                f"{self.client_id}: no PUBACK for {topic} from {self.settings.endpoint} "
+                f"within {self.settings.connect_timeout_s:g} s"
             ) from None
         finally:
             self._awaited_publishes.pop(mid, None)
@@ -407,6 +460,7 @@ class MqttConnection:
             self._client.ack(message.mid, message.qos)
 
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        """Subscribe and wait for the broker's SUBACK, which must grant ``qos``."""
         if not self.is_connected:
             raise MqttNotConnectedError(
                 f"{self.client_id}: not connected to {self.settings.endpoint}"
@@ -416,16 +470,29 @@ class MqttConnection:
             raise MqttNotConnectedError(
                 f"{self.client_id}: subscribe {topic_filter} failed: {paho.error_string(result)}"
             )
-        waiter = self._loop.create_future()
+        waiter: asyncio.Future[int] = self._loop.create_future()
         self._pending_subscribes[mid] = waiter
         try:
-            await await_answer(waiter, self.settings.connect_timeout_s)
+            granted = await await_answer(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
-            raise MqttNotConnectedError(
-                f"{self.client_id}: no SUBACK for {topic_filter} from {self.settings.endpoint}"
+            raise MqttTimeoutError(
+                f"{self.client_id}: no SUBACK for {topic_filter} from {self.settings.endpoint} "
+                f"within {self.settings.connect_timeout_s:g} s"
+            ) from None
+        except MqttRefusedError as exc:
+            raise MqttRefusedError(
+                f"{self.client_id}: {self.settings.endpoint} refused the subscription to "
+                f"{topic_filter}: {exc}",
+                exc.reason_code,
             ) from None
         finally:
             self._pending_subscribes.pop(mid, None)
+        if granted < qos:
+            raise MqttRefusedError(
+                f"{self.client_id}: {self.settings.endpoint} granted {topic_filter} "
+                f"QoS {granted} only, not {qos}",
+                granted,
+            )
 
     async def wait_closed(self) -> str:
         """Wait until the connection is gone; returns why."""
@@ -457,7 +524,11 @@ class MqttConnection:
             self._connected.exception()  # retrieved: the caller may never await it
         if not self._disconnected.done():
             self._disconnected.set_result(reason)
-        for waiter in [*self._pending_subscribes.values(), *self._awaited_publishes.values()]:
+        waiters: list[asyncio.Future[Any]] = [
+            *self._pending_subscribes.values(),
+            *self._awaited_publishes.values(),
+        ]
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(MqttNotConnectedError(f"{self.client_id}: {reason}"))
 
@@ -533,7 +604,7 @@ class MqttConnection:
             if waiter is None:
                 log.warning("%s", refusal)
             elif not waiter.done():
-                waiter.set_exception(MqttError(refusal))
+                waiter.set_exception(MqttRefusedError(refusal, reason_code.value))
         elif waiter is not None and not waiter.done():
             waiter.set_result(None)
         if self._on_published is not None:
@@ -552,13 +623,9 @@ class MqttConnection:
             return
         failed = [code for code in reason_codes if code.is_failure]
         if failed:
-            waiter.set_exception(
-                MqttNotConnectedError(
-                    f"{self.client_id}: subscription refused: {failed[0].getName()}"
-                )
-            )
+            waiter.set_exception(MqttRefusedError(failed[0].getName(), failed[0].value))
         else:
-            waiter.set_result(None)
+            waiter.set_result(reason_codes[0].value)
 
     def _read(self) -> None:
         # paho's loop_read() decodes one packet per call for QoS 1 traffic; going back

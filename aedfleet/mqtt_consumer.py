@@ -25,14 +25,10 @@ no last will, no enhanced authentication: a packet that needs them ends the conn
 as a protocol error. Like :class:`aedfleet.mqtt.MqttConnection`, a connection does not
 reconnect itself; the caller builds a new one.
 
-Errors are those of :mod:`aedfleet.mqtt`, plus one of this module's::
-
-    MqttError                  a publish or subscription the broker refused, or that
-    │                          the broker's CONNACK limits do not allow
-    ├── MqttConnectError       the broker could not be reached or refused the connection
-    ├── MqttNotConnectedError  an operation needs a connection that is gone
-    └── MqttProtocolError      the broker sent a malformed packet or one over the
-                               announced maximum packet size; the connection ends
+Errors are those of :mod:`aedfleet.mqtt` (the tree is drawn there), raised for the same
+failures as :class:`aedfleet.mqtt.MqttConnection` raises them, plus one of this module's,
+:class:`MqttProtocolError`: the broker sent a malformed packet or one over the announced
+maximum packet size, and the connection ends.
 """
 
 from __future__ import annotations
@@ -52,7 +48,9 @@ from aedfleet.mqtt import (
     MqttConnectError,
     MqttError,
     MqttNotConnectedError,
+    MqttRefusedError,
     MqttSettings,
+    MqttTimeoutError,
     await_answer,
 )
 
@@ -806,15 +804,23 @@ class ConsumerConnection:
         request = b"\x00" + _text(topic_filter) + bytes((qos,))
         self._check_size(2 + len(request), f"the subscription to {topic_filter}")
         packet_id = self._take_packet_id()
-        granted = await self._request(
-            packet_id,
-            _packet(_SUBSCRIBE, packet_id.to_bytes(2, "big") + request),
-            f"SUBACK for {topic_filter}",
-        )
+        try:
+            granted = await self._request(
+                packet_id,
+                _packet(_SUBSCRIBE, packet_id.to_bytes(2, "big") + request),
+                f"SUBACK for {topic_filter}",
+            )
+        except MqttRefusedError as exc:
+            raise MqttRefusedError(
+                f"{self.client_id}: {self.settings.endpoint} refused the subscription to "
+                f"{topic_filter}: {exc}",
+                exc.reason_code,
+            ) from None
         if granted < qos:
-            raise MqttError(
+            raise MqttRefusedError(
                 f"{self.client_id}: {self.settings.endpoint} granted {topic_filter} "
-                f"QoS {granted} only, not {qos}"
+                f"QoS {granted} only, not {qos}",
+                granted,
             )
 
     def ack(self, message: InboundMessage) -> None:
@@ -913,7 +919,7 @@ class ConsumerConnection:
                 self._release_publish_slot()  # handed over as the wait ended: pass it on
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise MqttError(
+            raise MqttTimeoutError(
                 f"{self.client_id}: cannot publish to {topic}: the "
                 f"{self._limits.receive_maximum} publishes {self.settings.endpoint} allows "
                 f"unacknowledged were not acknowledged within {timeout_s:g} s"
@@ -938,7 +944,7 @@ class ConsumerConnection:
             self._write(packet)
             return await await_answer(waiter, self.settings.connect_timeout_s)
         except TimeoutError:
-            raise MqttNotConnectedError(
+            raise MqttTimeoutError(
                 f"{self.client_id}: no {answer} from {self.settings.endpoint} within "
                 f"{self.settings.connect_timeout_s:g} s"
             ) from None
@@ -1120,13 +1126,10 @@ class ConsumerConnection:
             return  # answered after its wait timed out
         refused = [code for code in answer.reason_codes if code >= 0x80]
         if refused:
-            what = "publish" if answer.kind == _PUBACK else "subscription"
-            reason = f" ({answer.reason_string[:200]})" if answer.reason_string else ""
-            waiter.set_exception(
-                MqttError(
-                    f"{self.client_id}: {self.settings.endpoint} refused the {what}: "
-                    f"{_reason_name(refused[0])}{reason}"
-                )
-            )
+            detail = f" ({answer.reason_string[:200]})" if answer.reason_string else ""
+            reason = f"{_reason_name(refused[0])}{detail}"
+            if answer.kind == _PUBACK:
+                reason = f"{self.client_id}: {self.settings.endpoint} refused the publish: {reason}"
+            waiter.set_exception(MqttRefusedError(reason, refused[0]))
         else:
             waiter.set_result(answer.reason_codes[0])

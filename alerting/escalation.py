@@ -45,7 +45,8 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aedfleet.contract import UtcTimestamp
-from alerting.model import Alarm, AlarmState, AlertingError, NoticeKind, Page, Severity
+from alerting.errors import AlertingError
+from alerting.model import Alarm, AlarmState, NoticeKind, Page, Severity
 from ingest.registry.models import Role
 
 __all__ = [

@@ -56,12 +56,12 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from alerting.errors import AlertingError
 from alerting.model import (
     Alarm,
     AlarmDetail,
     AlarmState,
     AlarmType,
-    AlertingError,
     Condition,
     Severity,
     Via,

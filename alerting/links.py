@@ -56,6 +56,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aedfleet.contract import CabinetId, UtcTimestamp
+from alerting.errors import AlertingError
 from ingest.registry.models import PersonId
 
 FORMAT_VERSION: Final = 1
@@ -96,7 +97,7 @@ class LinkErrorReason(StrEnum):
     WRONG_ACTION = "wrong_action"
 
 
-class LinkError(Exception):
+class LinkError(AlertingError):
     """A link that grants nothing; ``reason`` is stable for metrics and the page shown."""
 
     def __init__(self, reason: LinkErrorReason, detail: str) -> None:

@@ -258,10 +258,6 @@ class Silence(_Value):
         return self.starts_at <= at < self.ends_at
 
 
-class AlertingError(Exception):
-    """Root of alerting's errors; each module derives its own (the store, the lifecycle)."""
-
-
 class AlarmEventKind(StrEnum):
     """What happened to an alarm; its history is the sequence of these."""
 

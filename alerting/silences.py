@@ -37,6 +37,7 @@ from typing import Annotated, Final
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from aedfleet.contract import CabinetId, UtcTimestamp
+from alerting.errors import AlertingError
 from alerting.model import AlarmType, Severity, Silence
 
 NEVER_SILENCED: Final = frozenset({AlarmType.DOOR_OPENED, AlarmType.AED_REMOVED})
@@ -48,7 +49,7 @@ RegionCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 
 
-class SilenceError(ValueError):
+class SilenceError(AlertingError, ValueError):
     """A silence request that is well formed but cannot be accepted now."""
 
 

@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from alerting.errors import AlertingError
 from alerting.escalation import EscalationPolicies, EscalationState, start
 from alerting.lifecycle import (
     CancelClear,
@@ -79,7 +80,6 @@ from alerting.model import (
     AlarmEventKind,
     AlarmState,
     AlarmType,
-    AlertingError,
     DeliveryAttempt,
     Inspection,
     InspectionResult,

@@ -57,6 +57,7 @@ from aedfleet.mqtt import (
     KeepAliveTicker,
     MqttConnectError,
     MqttConnection,
+    MqttError,
     MqttNotConnectedError,
     MqttSettings,
     Will,
@@ -352,7 +353,7 @@ class EdgeAgent:
             )
             await connection.subscribe(self._topics[Channel.CMD])
             await connection.subscribe(self._topics[Channel.STATUS])
-        except MqttNotConnectedError as exc:
+        except MqttError as exc:  # gone, refused, or not answered: a new connection may do
             log.warning("%s", exc)
             return
         self.connected.set()

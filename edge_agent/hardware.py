@@ -20,9 +20,10 @@ from aedfleet.contract import (
     SelftestKind,
     SelftestResult,
 )
+from edge_agent.errors import EdgeAgentError
 
 
-class HardwareError(Exception):
+class HardwareError(EdgeAgentError):
     """A driver could not read or act on the hardware."""
 
 

@@ -10,6 +10,7 @@ logged.
 One database file can hold the queues of many cabinets (the simulator runs thousands
 in one process); a real cabinet has one file of its own. All SQLite work runs on one
 dedicated thread, keeping blocking disk I/O off the event loop and serialising access.
+Every sqlite3 error, from any method, leaves as :class:`EdgeOutboxError` naming the file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Literal, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from aedfleet.contract import Channel
+from edge_agent.errors import EdgeAgentError
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,8 @@ CREATE TABLE IF NOT EXISTS setting (
 """
 
 
-class OutboxError(Exception):
-    """The on-disk queue cannot be opened or written."""
+class EdgeOutboxError(EdgeAgentError):
+    """The on-disk queue cannot be opened, read or written."""
 
 
 class OutboxSettings(BaseModel):
@@ -105,7 +107,7 @@ class OutboxDatabase:
         self._db: sqlite3.Connection | None = None
 
     async def __aenter__(self) -> Self:
-        await self._run(self._open)
+        await self._run(self._open, "cannot open")
         return self
 
     async def __aexit__(
@@ -114,28 +116,39 @@ class OutboxDatabase:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        try:
+            await self._run(self._close, "cannot close")
+        finally:
+            self._executor.shutdown(wait=True)
 
     def outbox(self, cabinet_id: str, capacity: int) -> Outbox:
         return Outbox(self, cabinet_id, capacity)
 
-    async def _run(self, work: Callable[[], T]) -> T:
+    async def _run(self, work: Callable[[], T], failure: str) -> T:
+        """Run ``work`` on the database thread; a sqlite3 error becomes
+        :class:`EdgeOutboxError` saying ``failure`` (what could not be done) and why."""
         try:
             future = asyncio.get_running_loop().run_in_executor(self._executor, work)
         except RuntimeError:
-            raise OutboxError(f"the outbox at {self.path} is closed") from None
-        return await future
+            raise EdgeOutboxError(f"the outbox at {self.path} is closed") from None
+        try:
+            return await future
+        except sqlite3.Error as exc:
+            raise EdgeOutboxError(f"the outbox at {self.path}: {failure}: {exc}") from None
 
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except OSError as exc:
+            raise EdgeOutboxError(f"cannot open the outbox at {self.path}: {exc}") from None
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"cannot open the outbox at {self.path}: {exc}") from None
+        except sqlite3.Error:
+            db.close()
+            raise
         self._db = db
 
     def _close(self) -> None:
@@ -146,7 +159,7 @@ class OutboxDatabase:
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            raise OutboxError(f"the outbox at {self.path} is not open")
+            raise EdgeOutboxError(f"the outbox at {self.path} is not open")
         return self._db
 
 
@@ -175,7 +188,7 @@ class Outbox:
             ).fetchone()
             self.depth, self.shed_total = int(depth), int(shed)
 
-        await self._database._run(work)
+        await self._database._run(work, f"{self.cabinet_id}: cannot read the queue depth")
 
     async def put(self, channel: Channel, topic: str, payload: bytes, retain: bool) -> None:
         """Store a message durably, shedding the most expendable one when full.
@@ -185,7 +198,9 @@ class Outbox:
         """
         rank = SHED_RANK.get(channel)
         if rank is None:
-            raise OutboxError(f"{channel.value} messages are live connection state, never stored")
+            raise EdgeOutboxError(
+                f"{channel.value} messages are live connection state, never stored"
+            )
 
         def work() -> list[str]:
             db = self._database.db
@@ -213,10 +228,7 @@ class Outbox:
             self.depth = depth + 1
             return shed
 
-        try:
-            shed = await self._database._run(work)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"{self.cabinet_id}: cannot store a {channel.value}: {exc}") from None
+        shed = await self._database._run(work, f"{self.cabinet_id}: cannot store a {channel.value}")
         if shed:
             level = logging.INFO if set(shed) == {Channel.HEARTBEAT.value} else logging.ERROR
             log.log(
@@ -249,7 +261,7 @@ class Outbox:
                 for row in rows
             ]
 
-        return await self._database._run(work)
+        return await self._database._run(work, f"{self.cabinet_id}: cannot read the queue")
 
     async def remove(self, ids: Sequence[int]) -> None:
         """Forget messages the broker has acknowledged."""
@@ -270,7 +282,9 @@ class Outbox:
                     ).rowcount
             self.depth -= removed
 
-        await self._database._run(work)
+        await self._database._run(
+            work, f"{self.cabinet_id}: cannot remove {len(id_list)} acknowledged messages"
+        )
 
     async def shed_counts(self) -> dict[str, int]:
         def work() -> dict[str, int]:
@@ -279,7 +293,7 @@ class Outbox:
             ).fetchall()
             return {str(channel): int(count) for channel, count in rows}
 
-        return await self._database._run(work)
+        return await self._database._run(work, f"{self.cabinet_id}: cannot read the shed counts")
 
     async def get_setting(self, name: str) -> str | None:
         def work() -> str | None:
@@ -289,7 +303,7 @@ class Outbox:
             ).fetchone()
             return None if row is None else str(row[0])
 
-        return await self._database._run(work)
+        return await self._database._run(work, f"{self.cabinet_id}: cannot read setting {name}")
 
     async def set_setting(self, name: str, value: str) -> None:
         def work() -> None:
@@ -299,7 +313,7 @@ class Outbox:
                 (self.cabinet_id, name, value),
             )
 
-        await self._database._run(work)
+        await self._database._run(work, f"{self.cabinet_id}: cannot store setting {name}")
 
 
 @contextlib.contextmanager
@@ -309,6 +323,9 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        db.execute("ROLLBACK")
+        # SQLite has already rolled back after some errors (a full disk, an I/O error);
+        # a second ROLLBACK would fail and hide the error that matters.
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")

@@ -36,6 +36,8 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from ingest.errors import IngestError
+
 __all__ = ["InfluxError", "InfluxSettings", "InfluxWriteError", "InfluxWriter"]
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ class InfluxSettings(BaseModel):
     )
 
 
-class InfluxError(Exception):
+class InfluxError(IngestError):
     """Root of the InfluxDB adapter's errors."""
 
 

@@ -164,9 +164,19 @@ class MosquittoBroker:
         if self._process is not None:
             self._process.send_signal(signal.SIGHUP)
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing is ever answered."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGTERM, as an operator restart would (a persistent broker saves its sessions)."""
         if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)  # in case a test paused it
             self._process.terminate()
             self._process.wait(timeout=10)
             self._process = None

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aedfleet.contract import Channel
-from edge_agent.outbox import SHED_RANK, OutboxDatabase, OutboxError, StoredMessage
+from edge_agent.outbox import SHED_RANK, EdgeOutboxError, OutboxDatabase, StoredMessage
 
 STORABLE = sorted(SHED_RANK, key=lambda channel: channel.value)
 CAPACITY = 10
@@ -285,7 +285,7 @@ async def test_puts_survive_a_process_that_dies_without_closing(tmp_path: Path) 
 async def test_using_a_database_before_opening_it_raises_outbox_error(tmp_path: Path) -> None:
     database = OutboxDatabase(tmp_path / "q.sqlite3")
     outbox = database.outbox("cab-1", CAPACITY)
-    with pytest.raises(OutboxError, match=r"q\.sqlite3 is not open"):
+    with pytest.raises(EdgeOutboxError, match=r"q\.sqlite3 is not open"):
         await outbox.pending(after_id=0, limit=10)
     async with database:  # the failed call leaves the database usable
         assert await outbox.pending(after_id=0, limit=10) == []
@@ -294,7 +294,7 @@ async def test_using_a_database_before_opening_it_raises_outbox_error(tmp_path: 
 async def test_an_unopenable_path_raises_outbox_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "not-a-db"
     path.mkdir()
-    with pytest.raises(OutboxError, match="not-a-db"):
+    with pytest.raises(EdgeOutboxError, match="not-a-db"):
         async with OutboxDatabase(path):
             pass
 

@@ -33,6 +33,7 @@ from typing import Annotated, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aedfleet.contract import TimeZoneName, UtcTimestamp
+from alerting.errors import AlertingError
 from alerting.model import Alarm, NoticeKind
 from ingest.registry.models import Cabinet, Language, Person, Role
 
@@ -151,7 +152,7 @@ class RenderedNotice(_Value):
         return self
 
 
-class NotifyError(Exception):
+class NotifyError(AlertingError):
     """Root of the notifiers' errors."""
 
     def __init__(self, message: str, *, retryable: bool) -> None:

@@ -4,8 +4,9 @@ Every problem the registry package finds is a :class:`RowProblem` that names whe
 (file and line, or file and GeoJSON feature) and why; they are collected, never stopped at
 the first, and raised together as one :class:`RegistryError`::
 
-    RegistryError
-        .problems: tuple[RowProblem, ...]
+    IngestError
+    └── RegistryError
+            .problems: tuple[RowProblem, ...]
 
 No exception of a parsing library (csv, PyYAML, json, pydantic) leaves this package.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from ingest.errors import IngestError
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ class RowProblem:
         return f"{Source(self.record, self.line, self.unit)}: {self.reason}"
 
 
-class RegistryError(Exception):
+class RegistryError(IngestError):
     """A registry file, or a registry about to be imported, has problems; ``problems`` lists all."""
 
     def __init__(self, problems: Iterable[RowProblem]) -> None:
