@@ -121,7 +121,9 @@ async def test_sigkill_and_an_influxdb_outage_lose_nothing_and_double_nothing(
 
             async def messages_published(more: int, what: str) -> None:
                 target = len(published(witness.messages)) + more
-                await eventually(lambda: len(published(witness.messages)) >= target, 60, what)
+                await eventually(
+                    lambda: len(published(witness.messages)) >= target, 60, what, every_s=0.1
+                )
 
             await eventually(
                 lambda: len(stored_points(influx, database)) > 100,
