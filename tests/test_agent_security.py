@@ -55,7 +55,7 @@ async def test_agent_connects_over_tls_with_a_password(
         "CAB-T1", settings, ticker, tmp_path / "o.db", ScriptedHardware()
     ) as agent:
         await asyncio.wait_for(agent.connected.wait(), 10)
-        await asyncio.wait_for(_until(lambda: agent.stats.acknowledged >= 3), 10)
+        await eventually(lambda: agent.stats.acknowledged >= 3, 10, "events not acknowledged")
 
 
 async def test_every_message_names_the_login_it_was_published_under(
@@ -66,7 +66,7 @@ async def test_every_message_names_the_login_it_was_published_under(
         Recorder(settings, ticker, "aed/v1/CAB-T1/#", "witness") as witness,
         running_agent("CAB-T1", settings, ticker, tmp_path / "o.db", ScriptedHardware()) as agent,
     ):
-        await asyncio.wait_for(_until(lambda: agent.stats.acknowledged >= 3), 10)
+        await eventually(lambda: agent.stats.acknowledged >= 3, 10, "events not acknowledged")
         await eventually(lambda: len(witness.messages) >= 3, 10, "nothing reached the witness")
     channels = {message.topic.rsplit("/", 1)[1] for message in witness.messages}
     assert {"birth", "status"} <= channels
@@ -89,9 +89,3 @@ async def test_an_untrusted_server_certificate_is_refused(
     settings = secure_settings(secure_broker, other_ca, "s3cret-7")
     with pytest.raises(MqttConnectError, match="certificate verify failed"):
         await MqttConnection(settings, "fooled", ticker).connect()
-
-
-async def _until(condition: object) -> None:
-    assert callable(condition)
-    while not condition():  # noqa: ASYNC110 - polls a counter the agent owns
-        await asyncio.sleep(0.01)

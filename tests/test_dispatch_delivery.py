@@ -163,7 +163,9 @@ async def test_the_journal_holds_back_lanes_only_when_full_and_writes_the_rest_a
         await journal.add(ids[2], attempt(1), None)
         await journal.add(ids[3], attempt(1), None)
         third = asyncio.create_task(journal.add(ids[3], attempt(2), None))
-        await asyncio.sleep(0.05)
+        # A full journal clears its room and parks the lane on it; only a taken batch
+        # (held at the gate) sets it again.
+        await eventually(lambda: not journal._room.is_set(), 5, "a full journal let a lane go on")
         assert not third.done(), "a full journal let a lane go on"
         gate.set()
         await asyncio.wait_for(third, 5)

@@ -362,10 +362,14 @@ class Scripted:
 class Hanging:
     channel = Channel.EMAIL
 
+    def __init__(self) -> None:
+        self.sending = asyncio.Event()
+
     def reaches(self, person: Person) -> bool:
         return True
 
     async def send(self, rendered: RenderedNotice, person: Person) -> None:
+        self.sending.set()
         await asyncio.Event().wait()
 
 
@@ -460,9 +464,11 @@ async def test_a_notice_that_cannot_render_is_reported_not_raised(tmp_path: Path
 
 
 async def test_cancellation_is_not_swallowed() -> None:
-    deliverer, _ = walk([Hanging()], attempt_timeout_s=60)
+    hanging = Hanging()
+    deliverer, _ = walk([hanging], attempt_timeout_s=60)
     task = asyncio.create_task(deliverer.deliver(notice()))
-    await asyncio.sleep(0)  # let the attempt start
+    async with asyncio.timeout(5):
+        await hanging.sending.wait()  # cancelled inside the attempt, not before it
 
     task.cancel()
 
