@@ -79,6 +79,7 @@ def login(broker: MosquittoBroker, name: str, password: str) -> MqttSettings:
     )
 
 
+@pytest.mark.broker
 def test_written_files_let_a_registry_cabinet_in_with_the_printed_password(
     generated: MosquittoBroker, secret_file: Path
 ) -> None:
@@ -141,6 +142,7 @@ def test_a_registry_cabinet_that_cannot_be_a_login_stops_the_generation(
     assert not out.exists()
 
 
+@pytest.mark.broker
 def test_the_simulator_logs_each_cabinet_in_as_itself(tmp_path: Path, secret_file: Path) -> None:
     scenario = Scenario()
     ids = [scenario.cabinet_id(index) for index in range(3)]
@@ -160,6 +162,7 @@ def test_the_simulator_logs_each_cabinet_in_as_itself(tmp_path: Path, secret_fil
     assert "3/3 connected" in run.stdout
 
 
+@pytest.mark.broker
 def test_the_simulator_without_the_secret_is_refused(tmp_path: Path) -> None:
     with secured_broker(tmp_path / "secured", [Scenario().cabinet_id(0)]) as secured:
         run = aedfleet(
@@ -170,6 +173,7 @@ def test_the_simulator_without_the_secret_is_refused(tmp_path: Path) -> None:
     assert "refused the connection: Not authorized" in run.stderr
 
 
+@pytest.mark.broker
 def test_provisioning_rekeying_and_revoking_take_effect_on_a_reload(
     tmp_path: Path, generated: MosquittoBroker, store_url: str, secret_file: Path
 ) -> None:
