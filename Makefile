@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CABINETS ?= 5000
 
-.PHONY: setup demo test lint typecheck unit bench-sim bench-ingest bench-dispatch score-detection schemas docs
+.PHONY: setup demo test lint typecheck unit unit-pure bench-sim bench-ingest bench-dispatch score-detection schemas docs
 
 setup:
 	bash scripts/setup.sh
@@ -23,6 +23,11 @@ unit: setup
 	PYTHONPATH=. $(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# The tests that need no server, less the few slow ones: the loop while coding
+# (docs/testing.md describes the tiers and their markers).
+unit-pure: setup
+	PYTHONPATH=. $(BIN)/pytest -q -m "pure and not slow"
 
 schemas: setup
 	$(BIN)/aedfleet contract export-schemas

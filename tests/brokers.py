@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.tiers import BROKER, require_tier
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -144,6 +146,7 @@ class MosquittoBroker:
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout_s: float = 10.0) -> None:
+        require_tier(BROKER)
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
                 [MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=log

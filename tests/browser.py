@@ -47,6 +47,7 @@ from firmware_sim.scenario import FleetDefaults, Scenario
 from ingest.registry.models import Cabinet
 from ingest.store.store import StateStore
 from tests.alerting_rules_support import T0, birth, event, heartbeat, selftest
+from tests.tiers import BROWSER, require_tier
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -73,6 +74,7 @@ FLEET: Final = Scenario(seed=7, fleet=FleetDefaults(size=2, id_prefix="cab-"))
 @contextlib.asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
     """The system's Chromium, headless; closed (with Playwright's driver) on exit."""
+    require_tier(BROWSER)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), timeout=30_000

@@ -1,13 +1,32 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from aedfleet.mqtt import KeepAliveTicker, MqttSettings
+from tests import tiers
 from tests.brokers import MosquittoBroker
 from tests.influx import fresh_influx_server, influx_database, influx_server  # noqa: F401
+
+
+# Before the mark plugin's own hook, which deselects by ``-m``.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with the server tiers its fixtures need, or ``pure``."""
+    for item in items:
+        fixture_names = getattr(item, "fixturenames", ())
+        marker_names = [marker.name for marker in item.iter_markers()]
+        for name in sorted(tiers.markers_to_add(fixture_names, marker_names)):
+            item.add_marker(name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """While a test runs, the server helpers refuse servers its markers do not name."""
+    with tiers.running(item.nodeid, [marker.name for marker in item.iter_markers()]):
+        return (yield)
 
 
 @pytest.fixture

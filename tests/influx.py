@@ -58,6 +58,7 @@ from typing import Any
 import pytest
 
 from tests.brokers import free_port
+from tests.tiers import INFLUX, require_tier
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -232,6 +233,7 @@ http {{
 
     def start_influxd(self, timeout_s: float = 30.0) -> None:
         """Start influxd alone (the nginx front answers 502 while it is down)."""
+        require_tier(INFLUX)
         if self._influxd is None:
             with self.influx_log.open("ab") as log:
                 self._influxd = subprocess.Popen(

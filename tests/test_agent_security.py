@@ -22,6 +22,9 @@ from tests.recorder import Recorder, eventually
 from tests.scripted_hardware import ScriptedHardware
 from tests.test_agent_broker import running_agent
 
+# Every test here starts a Mosquitto of its own, in a module fixture or its body.
+pytestmark = pytest.mark.broker
+
 
 @pytest.fixture
 def pki(tmp_path: Path) -> TlsFiles:

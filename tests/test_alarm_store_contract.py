@@ -47,7 +47,11 @@ from alerting.tables import alarms
 from ingest.registry.models import Cabinet, Registry
 from ingest.store import StateStore, migrate
 from ingest.store.tables import metadata
-from tests.postgres import empty_postgres, postgres_database  # noqa: F401 - a fixture
+from tests.postgres import (  # noqa: F401 - a fixture
+    STORE_BACKENDS,
+    empty_postgres,
+    postgres_database,
+)
 from tests.test_alarm_lifecycle import SOME_TYPES, STEPS, MemoryAlarms
 
 STORE_TEST = settings(
@@ -74,7 +78,7 @@ ALERTING_TABLES = frozenset(
 # -- backends ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORE_BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty database of the backend under test."""
     if request.param == "sqlite":

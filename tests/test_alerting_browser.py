@@ -39,10 +39,13 @@ from tests.browser import (
 from tests.browser import chromium as launch_chromium
 from tests.browser import tampered as tampered_link
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium",
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"{CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium",
+    ),
+]
 # The browser tests run in the module's event loop, where the one Chromium lives.
 in_browser = pytest.mark.asyncio(loop_scope="module")
 

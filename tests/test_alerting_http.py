@@ -31,7 +31,11 @@ from alerting.http import MAX_ID, MAX_LIST_LIMIT, AlertingHttp
 from alerting.links import SIGNATURE_DOMAIN, TAG_BYTES, LinkAction, LinkSigner
 from alerting.model import AlarmEventKind, AlarmState, AlarmType, Via
 from tests.brokers import free_port
-from tests.postgres import empty_postgres, postgres_database  # noqa: F401 - a fixture
+from tests.postgres import (  # noqa: F401 - a fixture
+    STORE_BACKENDS,
+    empty_postgres,
+    postgres_database,
+)
 from tests.test_alerting_engine import (
     BACKUP,
     CAPTAIN,
@@ -106,7 +110,7 @@ class Served:
             return response.status, await response.json()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORE_BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The rigs' database (see :func:`tests.test_alerting_engine.open_rig`)."""
     if request.param == "sqlite":

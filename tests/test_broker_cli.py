@@ -79,6 +79,7 @@ def login(broker: MosquittoBroker, name: str, password: str) -> MqttSettings:
     )
 
 
+@pytest.mark.broker
 def test_written_files_let_a_registry_cabinet_in_with_the_printed_password(
     generated: MosquittoBroker, secret_file: Path
 ) -> None:
@@ -141,6 +142,7 @@ def test_a_registry_cabinet_that_cannot_be_a_login_stops_the_generation(
     assert not out.exists()
 
 
+@pytest.mark.broker
 @pytest.mark.parametrize("tls", [False, True], ids=["loopback", "tls"])
 def test_the_simulator_logs_each_cabinet_in_as_itself(
     tmp_path: Path, secret_file: Path, tls: bool
@@ -182,6 +184,7 @@ def test_a_ca_file_without_tls_is_one_line(tmp_path: Path) -> None:
     assert run.stderr.strip() == "--ca-file is for a TLS broker: give an mqtts:// URL"
 
 
+@pytest.mark.broker
 def test_the_simulator_without_the_secret_is_refused(tmp_path: Path) -> None:
     with secured_broker(tmp_path / "secured", [Scenario().cabinet_id(0)]) as secured:
         run = aedfleet(
@@ -192,6 +195,7 @@ def test_the_simulator_without_the_secret_is_refused(tmp_path: Path) -> None:
     assert "refused the connection: Not authorized" in run.stderr
 
 
+@pytest.mark.broker
 def test_provisioning_rekeying_and_revoking_take_effect_on_a_reload(
     tmp_path: Path, generated: MosquittoBroker, store_url: str, secret_file: Path
 ) -> None:

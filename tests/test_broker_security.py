@@ -19,6 +19,9 @@ from aedfleet.contract import DEAD_LETTER_PREFIX, Channel, dispatch_topic, subsc
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttError
 from tests.broker_security_support import Probe, SecuredBroker, probe, secured_broker
 
+# Every test here starts a Mosquitto of its own, in a module fixture or its body.
+pytestmark = pytest.mark.broker
+
 NOT_AUTHORIZED = 0x87
 BAD_LOGIN = 0x86
 CABINETS = ("cab-A", "cab-B", "柜-C", "cab-R")

@@ -47,6 +47,9 @@ from tests.test_dispatch_e2e import running as dispatch_running
 from tests.test_ingest_e2e import quiet_scenario
 from tests.test_ingest_e2e import running as ingest_running
 
+# Every test here starts a Mosquitto of its own, in a module fixture or its body.
+pytestmark = pytest.mark.broker
+
 NOT_AUTHORIZED = 0x87
 
 

@@ -19,6 +19,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -392,6 +393,7 @@ def run_demo_process(tmp_path: Path) -> list[str]:
     return done.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_a_short_demo_pages_acknowledges_escalates_resolves_and_sums_up(tmp_path: Path) -> None:
     lines = run_demo_process(tmp_path)
 

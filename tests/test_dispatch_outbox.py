@@ -25,14 +25,18 @@ from dispatch.outbox import (
 )
 from ingest.store import migrate
 from ingest.store.tables import metadata
-from tests.postgres import empty_postgres, postgres_database  # noqa: F401 - a fixture
+from tests.postgres import (  # noqa: F401 - a fixture
+    STORE_BACKENDS,
+    empty_postgres,
+    postgres_database,
+)
 
 NOW = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 BOOT = "c" * 32
 POLICY = CoalescingPolicy(min_update_interval_s=15)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORE_BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'outbox.sqlite3'}"

@@ -394,6 +394,7 @@ def secure(broker: MosquittoBroker, ca: Path, password: str) -> MqttSettings:
     )
 
 
+@pytest.mark.broker
 async def test_tls_with_a_password_delivers(secure_broker: MosquittoBroker, pki: TlsFiles) -> None:
     collected = Collected()
     settings = secure(secure_broker, pki.ca_cert, "s3cret")
@@ -404,12 +405,14 @@ async def test_tls_with_a_password_delivers(secure_broker: MosquittoBroker, pki:
         assert collected.messages[0].payload == b"over tls"
 
 
+@pytest.mark.broker
 async def test_a_wrong_password_is_refused(secure_broker: MosquittoBroker, pki: TlsFiles) -> None:
     settings = secure(secure_broker, pki.ca_cert, "wrong")
     with pytest.raises(MqttConnectError, match="refused the connection: Not authorized"):
         await ConsumerConnection(settings, "intruder").connect()
 
 
+@pytest.mark.broker
 async def test_an_untrusted_certificate_is_refused(
     secure_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
@@ -433,6 +436,7 @@ def configured_broker(folder: Path, *options: str) -> Iterator[MosquittoBroker]:
         broker.stop()
 
 
+@pytest.mark.broker
 async def test_the_brokers_connack_limits_are_kept_and_honoured(tmp_path: Path) -> None:
     options = ("max_qos 0", "retain_available false", "max_packet_size 2048", "max_topic_alias 7")
     with configured_broker(tmp_path / "limited", *options) as broker:
@@ -455,6 +459,7 @@ async def test_the_brokers_connack_limits_are_kept_and_honoured(tmp_path: Path) 
             assert connection.is_connected
 
 
+@pytest.mark.broker
 async def test_publishes_beyond_the_brokers_receive_maximum_wait_for_a_puback(
     tmp_path: Path, ticker: KeepAliveTicker
 ) -> None:

@@ -12,7 +12,11 @@ import pytest
 from ingest.registry.models import Registry
 from ingest.store.store import StateStore
 from tests.commands import AEDFLEET, command_env
-from tests.postgres import empty_postgres, postgres_database  # noqa: F401 - a fixture
+from tests.postgres import (  # noqa: F401 - a fixture
+    STORE_BACKENDS,
+    empty_postgres,
+    postgres_database,
+)
 
 PEOPLE_CSV = "person_id,name\np-zhang,张伟\n"
 # One good row naming the stored captain, one out of range, one naming nobody.
@@ -43,7 +47,7 @@ LATITUDE = "latitude: Input should be less than or equal to 90 (got 123.4)"
 GHOST = "backups: no person 'ghost' in this import or in the registry"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORE_BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.sqlite3'}"

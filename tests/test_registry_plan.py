@@ -203,6 +203,7 @@ def test_an_id_in_two_files_names_both(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_hundred_thousand_cabinets_parse_and_plan(tmp_path: Path) -> None:
     count = 100_000
     path = tmp_path / "cabinets.csv"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ingest.registry.models import Assignment, Cabinet, Person, Registry, Role, SiteType
 from ingest.store import StateStore
 
 CABINETS = 100_000
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_cabinets_in_one_batch(tmp_path: Path) -> None:
     cabinets = tuple(
         Cabinet(

@@ -31,7 +31,11 @@ from ingest.registry.models import (
 from ingest.store import StateStore, StoreError, migrate
 from ingest.store.tables import metadata
 from ingest.twin import Twin
-from tests.postgres import empty_postgres, postgres_database  # noqa: F401 - a fixture
+from tests.postgres import (  # noqa: F401 - a fixture
+    STORE_BACKENDS,
+    empty_postgres,
+    postgres_database,
+)
 from tests.test_twin import (
     at,
     birth,
@@ -51,7 +55,7 @@ STORE_TEST = settings(
 # -- backends ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORE_BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty database of the backend under test."""
     if request.param == "sqlite":
