@@ -103,6 +103,7 @@ def login(broker: MosquittoBroker) -> MqttSettings:
     )
 
 
+@pytest.mark.broker  # refusing_broker is this module's own
 async def test_a_refused_subscription_keeps_the_brokers_reason_code(
     refusing_broker: MosquittoBroker, connect: Connect
 ) -> None:
@@ -116,6 +117,7 @@ async def test_a_refused_subscription_keeps_the_brokers_reason_code(
         assert connection.is_connected
 
 
+@pytest.mark.broker  # refusing_broker is this module's own
 async def test_a_refused_publish_keeps_the_brokers_reason_code(
     refusing_broker: MosquittoBroker, connect: Connect
 ) -> None:
