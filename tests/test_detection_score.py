@@ -18,27 +18,22 @@ from alerting.lifecycle import Hysteresis, Raise, raise_alarm, reconcile
 from alerting.model import Alarm, AlarmType, Severity
 from alerting.rule_config import RuleConfig, Thresholds
 from alerting.rules import evaluate
-from benchmarks.detection_score import (
+from benchmarks.detection.plan import (
     EXPECTED,
     MIN_CABINETS,
     MIN_FAULTS_PER_TYPE,
     QUICK_CABINETS,
     SCENARIO,
     SIDE_EFFECTS,
-    InjectedFault,
-    PageSeen,
-    RunFacts,
     RunFailedError,
-    Verdict,
-    WallClock,
-    judge,
     observable_at,
     observation_end,
-    report,
     rule_delays,
     scored_scenario,
     thresholds_by_cabinet,
 )
+from benchmarks.detection.report import RunFacts, report
+from benchmarks.detection.score import InjectedFault, PageSeen, Verdict, WallClock, judge
 from firmware_sim.cabinet import CODE_BATTERY, CODE_CIRCUIT, CODE_PADS, CabinetSpec
 from firmware_sim.climate import ClimateProfile
 from firmware_sim.faults import Fault
