@@ -14,9 +14,10 @@ sees one writer per process. Each step is idempotent, because a crash may repeat
 3. :meth:`AlertingEngine.escalate` advances every due escalation and records the pages
    it decides in the store's notification outbox, one per person; a page decided twice
    (after a crash) is recorded once, because its key is unique.
-4. :meth:`AlertingEngine.due_messages` groups the outbox's released notifications into
-   messages (quiet hours and grouping), and :meth:`AlertingEngine.delivered` records
-   what the notifiers did with them.
+4. :meth:`AlertingEngine.due_messages` reads the outbox's released notifications and
+   has :mod:`alerting.composition` group them into messages (quiet hours and grouping)
+   and compose each; :meth:`AlertingEngine.delivered` records what the notifiers did
+   with them.
 
 Resolution notices go to everyone who was told about the alarm; silenced alarms are
 recorded and escalate, but their pages are not recorded (nobody is told) unless the
@@ -28,15 +29,22 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aedfleet.contract import CabinetMessage
+from alerting.composition import (
+    OutgoingMessage,
+    Roster,
+    batches,
+    compose,
+    lead_alarm,
+    notice_kind,
+)
 from alerting.config import AlertingSettings
 from alerting.escalation import advance
 from alerting.facts import CabinetFacts, observe, with_inspection
 from alerting.lifecycle import news_to_check, reconcile
-from alerting.links import LinkAction, LinkSigner
+from alerting.links import LinkSigner
 from alerting.model import (
     Alarm,
     AlarmState,
@@ -51,10 +59,9 @@ from alerting.model import (
     Silence,
     Via,
 )
-from alerting.notifiers.base import AlarmBrief, Notice, PriorPage
 from alerting.notifiers.delivery import DeliveryReport
 from alerting.points import alarm_line, notification_line, readiness_line
-from alerting.quiet import PendingNotice, group, release_time
+from alerting.quiet import release_time
 from alerting.readiness import FleetReadiness, Readiness, fleet_readiness, readiness
 from alerting.rule_config import RuleSet, rules_for
 from alerting.rules import evaluate, next_change
@@ -63,6 +70,9 @@ from alerting.store import AlarmStore, AppliedChanges
 from ingest.registry.models import Cabinet, Person, Role
 from ingest.store import StateStore
 from ingest.telemetry import CabinetTags
+
+# OutgoingMessage is part of the engine's interface: due_messages returns it.
+__all__ = ["AlertingEngine", "OutgoingMessage"]
 
 log = logging.getLogger(__name__)
 
@@ -73,30 +83,6 @@ _RECHECK: timedelta = timedelta(hours=1)
 # clocks are suspect, not the service.
 _LAG_NOISE: timedelta = timedelta(seconds=5)
 _MAX_LAG: timedelta = timedelta(hours=1)
-# Notices that may go out together as one message (pages and reminders are both about
-# alarms that still need action).
-_FAMILY: Mapping[NoticeKind, str] = {
-    NoticeKind.PAGE: "alarm",
-    NoticeKind.REMINDER: "alarm",
-    NoticeKind.RESOLVED: "resolved",
-    NoticeKind.DIGEST: "digest",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """One message to send now: the notice, and the notifications it delivers."""
-
-    notice: Notice
-    notification_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Registry:
-    cabinets: Mapping[str, Cabinet]
-    people: Mapping[str, Person]
-    # cabinet id → (role, rank, person id), in escalation order
-    assignments: Mapping[str, tuple[tuple[Role, int, str], ...]]
 
 
 class AlertingEngine:
@@ -111,7 +97,7 @@ class AlertingEngine:
         self._state = state
         self._alarms = alarms
         self._signer = signer
-        self._registry = _Registry({}, {}, {})
+        self._registry = Roster({}, {}, {})
         self._registry_revision: int | None = None
         self._rules: dict[str, RuleSet] = {}
         self._tags: dict[str, CabinetTags] = {}
@@ -146,7 +132,7 @@ class AlertingEngine:
             assignments.setdefault(assignment.cabinet_id, []).append(
                 (assignment.role, assignment.rank, assignment.person_id)
             )
-        self._registry = _Registry(
+        self._registry = Roster(
             cabinets=cabinets,
             people={person.person_id: person for person in registry.people},
             assignments={key: tuple(sorted(value)) for key, value in assignments.items()},
@@ -418,7 +404,7 @@ class AlertingEngine:
                 silence.reason,
             )
             return 0
-        people = self._people_in_role(cabinet.cabinet_id, page.role)
+        people = self._registry.people_in_role(cabinet.cabinet_id, page.role)
         if not people:
             log.warning(
                 "alerting: cabinet %s has no %s to page for alarm %d",
@@ -433,19 +419,6 @@ class AlertingEngine:
                 page.key, person, page.kind, [alarm.alarm_id], alarm.severity, now
             )
         return recorded
-
-    def _people_in_role(self, cabinet_id: str, role: Role) -> list[Person]:
-        return [
-            self._registry.people[person_id]
-            for held_role, _, person_id in self._registry.assignments.get(cabinet_id, ())
-            if held_role is role and person_id in self._registry.people
-        ]
-
-    def _role_of(self, cabinet_id: str, person_id: str) -> Role:
-        for role, _, holder in self._registry.assignments.get(cabinet_id, ()):
-            if holder == person_id:
-                return role
-        return Role.COORDINATOR
 
     def _record_notice(
         self,
@@ -498,7 +471,7 @@ class AlertingEngine:
         for alarm in self._alarms.alarms(state=AlarmState.RAISED, limit=100_000):
             if alarm.severity is not Severity.INFO:
                 continue
-            for person in self._people_in_role(alarm.cabinet_id, Role.CAPTAIN):
+            for person in self._registry.people_in_role(alarm.cabinet_id, Role.CAPTAIN):
                 by_captain.setdefault(person.person_id, []).append(alarm)
         quiet = self.settings.quiet
         for person_id, alarms in by_captain.items():
@@ -534,37 +507,8 @@ class AlertingEngine:
             for alarm_id in notification.alarm_ids:
                 if alarm_id not in alarms and (alarm := self._alarms.alarm(alarm_id)):
                     alarms[alarm_id] = alarm
-        waiting = [
-            PendingNotice(
-                notification_id=notification.notification_id,
-                person_id=notification.person_id,
-                alarm_id=notification.alarm_ids[0],
-                severity=max(
-                    (alarms[i].severity for i in notification.alarm_ids if i in alarms),
-                    key=lambda severity: severity.rank,
-                    default=Severity.INFO,
-                ),
-                kind=notification.kind,
-                created_at=notification.created_at,
-                release_at=notification.release_at,
-            )
-            for notification in pending
-            if notification.alarm_ids
-        ]
-        # News of a resolution and the digest read differently from a page (their own
-        # templates, no acknowledge links), so each family is grouped on its own: a
-        # person gets them beside a page, never merged into it.
-        families: dict[str, list[PendingNotice]] = {}
-        for waiting_notice in waiting:
-            families.setdefault(_FAMILY[waiting_notice.kind], []).append(waiting_notice)
-        batches = [
-            batch
-            for family in families.values()
-            for batch in group(family, self.settings.quiet.grouping, now)
-        ]
-        batches.sort(key=lambda batch: not batch.urgent)
         messages = []
-        for batch in batches:
+        for batch in batches(pending, alarms, self.settings.quiet.grouping, now):
             notifications = [by_id[i] for i in batch.notification_ids]
             message = self._message(batch.person_id, notifications, alarms, now)
             if message is not None:
@@ -579,74 +523,31 @@ class AlertingEngine:
         now: datetime,
     ) -> OutgoingMessage | None:
         person = self._registry.people.get(person_id)
-        ids = tuple(n.notification_id for n in notifications)
         if person is None:
-            for notification_id in ids:
-                self._alarms.mark_failed(notification_id, now, f"{person_id} left the registry")
-            return None
-        alarm_ids = list(dict.fromkeys(i for n in notifications for i in n.alarm_ids))
-        zones = self.time_zones({alarms[i].cabinet_id for i in alarm_ids if i in alarms})
-        briefs = [
-            self._brief(alarms[alarm_id], person, now, zones.get(alarms[alarm_id].cabinet_id))
-            for alarm_id in alarm_ids
-            if alarm_id in alarms
-        ]
-        kinds = {n.kind for n in notifications}
-        kind = kinds.pop() if len(kinds) == 1 else NoticeKind.PAGE
-        first = briefs[0].alarm
-        notice = Notice(
-            notice_id="n" + "-".join(str(i) for i in ids),
-            kind=kind,
-            recipient=person,
-            role=self._role_of(first.cabinet_id, person_id),
-            alarms=tuple(briefs),
-            escalated_after=self._escalated_after(first, person_id)
-            if kind is NoticeKind.PAGE
-            else (),
-            created_at=min(n.created_at for n in notifications),
-        )
-        return OutgoingMessage(notice, ids)
-
-    def _brief(
-        self, alarm: Alarm, person: Person, now: datetime, time_zone: str | None
-    ) -> AlarmBrief:
-        cabinet = self._registry.cabinets[alarm.cabinet_id]
-        links: dict[str, str] = {}
-        if alarm.active:
-            links["ack_url"] = self._signer.make(
-                LinkAction.ACKNOWLEDGE, alarm.alarm_id, person.person_id, now
-            )
-            links["resolve_url"] = self._signer.make(
-                LinkAction.RESOLVE, alarm.alarm_id, person.person_id, now
-            )
-        links["inspect_url"] = self._signer.make(
-            LinkAction.RECORD_INSPECTION, cabinet.cabinet_id, person.person_id, now
-        )
-        return AlarmBrief(alarm=alarm, cabinet=cabinet, time_zone=time_zone, **links)
-
-    def _escalated_after(self, alarm: Alarm, person_id: str) -> tuple[PriorPage, ...]:
-        earlier = []
-        for notification in self._alarms.notifications(alarm.alarm_id):
-            if (
-                notification.person_id == person_id
-                or notification.state is not NotificationState.DELIVERED
-                or notification.kind is NoticeKind.RESOLVED
-                or notification.delivered_at is None
-            ):
-                continue
-            person = self._registry.people.get(notification.person_id)
-            if person is not None:
-                earlier.append(
-                    PriorPage(
-                        name=person.name,
-                        role=self._role_of(alarm.cabinet_id, person.person_id),
-                        paged_at=notification.delivered_at,
-                    )
+            for notification in notifications:
+                self._alarms.mark_failed(
+                    notification.notification_id, now, f"{person_id} left the registry"
                 )
-        unique = {
-            (page.name, page.role): page for page in sorted(earlier, key=lambda p: p.paged_at)
-        }
-        return tuple(unique.values())
+            return None
+        zones = self.time_zones(
+            {alarms[i].cabinet_id for n in notifications for i in n.alarm_ids if i in alarms}
+        )
+        # Only a page names who was paged before; other messages need no history read.
+        history = (
+            self._alarms.notifications(lead_alarm(notifications, alarms).alarm_id)
+            if notice_kind(notifications) is NoticeKind.PAGE
+            else ()
+        )
+        return compose(
+            person,
+            notifications,
+            alarms,
+            self._registry,
+            zones,
+            self._signer,
+            history,
+            now,
+        )
 
     def delivered(self, message: OutgoingMessage, report: DeliveryReport, now: datetime) -> None:
         """Record what the notifiers did with ``message``: every attempt, then the outcome."""
