@@ -189,8 +189,9 @@ def brief(
 def prior_pages(
     alarm: Alarm, person_id: str, history: Sequence[Notification], roster: Roster
 ) -> tuple[PriorPage, ...]:
-    """Who else was told about ``alarm`` (by a delivered page, reminder or digest), oldest
-    first and each name and role once; people no longer in the registry are left out."""
+    """Who else was told about ``alarm`` (by a delivered page, reminder or digest): each
+    name and role once, at their latest page, oldest first; people no longer in the
+    registry are left out."""
     earlier = []
     for notification in history:
         if (
@@ -209,8 +210,8 @@ def prior_pages(
                     paged_at=notification.delivered_at,
                 )
             )
-    unique = {(page.name, page.role): page for page in sorted(earlier, key=lambda p: p.paged_at)}
-    return tuple(unique.values())
+    latest = {(page.name, page.role): page for page in sorted(earlier, key=lambda p: p.paged_at)}
+    return tuple(sorted(latest.values(), key=lambda page: page.paged_at))
 
 
 def _alarm_ids(notifications: Sequence[Notification]) -> list[int]:

@@ -174,10 +174,13 @@ def test_notifications_for_no_known_alarm_are_refused_by_name() -> None:
 def test_prior_pages_name_each_person_and_role_once_at_their_latest_page() -> None:
     history = (
         delivered(1, "p-zhang", minutes_ago=30),
-        delivered(2, "p-zhang", minutes_ago=10, kind=NoticeKind.REMINDER),
-        delivered(3, "p-gone", minutes_ago=5),  # left the registry since
+        delivered(2, "p-li", minutes_ago=20),
+        delivered(3, "p-zhang", minutes_ago=10, kind=NoticeKind.REMINDER),
+        delivered(4, "p-gone", minutes_ago=5),  # left the registry since
     )
+    # Zhang's latest page is newer than Li's: oldest first puts Li first.
     assert prior_pages(DOOR, "p-wang", history, ROSTER) == (
+        PriorPage(name="李强", role=Role.COORDINATOR, paged_at=NOW - timedelta(minutes=20)),
         PriorPage(name="张伟", role=Role.CAPTAIN, paged_at=NOW - timedelta(minutes=10)),
     )
 
