@@ -180,6 +180,15 @@ class MosquittoBroker:
         """SIGTERM, as an operator restart would (a persistent broker saves its sessions)."""
         if self._process is not None:
             self._process.send_signal(signal.SIGCONT)  # in case a test paused it
-            self._process.terminate()
-            self._process.wait(timeout=10)
+            # Mosquitto 2.0 listens before it sets its run flag, so a SIGTERM
+            # that lands just after start() is forgotten: repeat it until it exits.
+            deadline = time.monotonic() + 10
+            while True:
+                self._process.terminate()
+                try:
+                    self._process.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        raise
             self._process = None
