@@ -34,7 +34,7 @@ schemas: setup
 
 # The configuration reference in docs/configuration.md, from the settings models.
 docs: setup
-	PYTHONPATH=. $(BIN)/python -m aedfleet.config_docs
+	PYTHONPATH=. $(BIN)/python -m aedfleet_app.config_docs
 
 # How many simulated cabinets one process sustains (a benchmark, not a test).
 bench-sim: setup

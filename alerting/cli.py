@@ -63,9 +63,9 @@ def list_alarms(
     as_json: JsonOption = False,
 ) -> None:
     """Alarms, newest first (by default the active ones: raised or acknowledged)."""
+    from aedfleet.registry import Language
     from alerting.model import AlarmState
     from alerting.phrasing import phrase_detail
-    from ingest.registry.models import Language
 
     try:
         states = [AlarmState(state)] if state else [AlarmState.RAISED, AlarmState.ACKNOWLEDGED]

@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from aedfleet.registry import Cabinet, Person, Role
 from alerting.links import LinkAction, LinkSigner
 from alerting.model import Alarm, NoticeKind, Notification, NotificationState, Severity
 from alerting.notifiers.base import AlarmBrief, Notice, PriorPage
 from alerting.quiet import Batch, GroupingPolicy, PendingNotice, group
-from ingest.registry.models import Cabinet, Person, Role
 
 # Notices that may go out together as one message (pages and reminders are both about
 # alarms that still need action).

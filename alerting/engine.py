@@ -32,6 +32,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aedfleet.contract import CabinetMessage
+from aedfleet.db import StateStore
+from aedfleet.influx.lines import CabinetTags
+from aedfleet.registry import Cabinet, Person, Role
 from alerting.composition import (
     OutgoingMessage,
     Roster,
@@ -67,9 +70,6 @@ from alerting.rule_config import RuleSet, rules_for
 from alerting.rules import evaluate, next_change
 from alerting.silences import silenced
 from alerting.store import AlarmStore, AppliedChanges
-from ingest.registry.models import Cabinet, Person, Role
-from ingest.store import StateStore
-from ingest.telemetry import CabinetTags
 
 # OutgoingMessage is part of the engine's interface: due_messages returns it.
 __all__ = ["AlertingEngine", "OutgoingMessage"]

@@ -45,9 +45,9 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aedfleet.contract import UtcTimestamp
+from aedfleet.registry import Role
 from alerting.errors import AlertingError
 from alerting.model import Alarm, AlarmState, NoticeKind, Page, Severity
-from ingest.registry.models import Role
 
 __all__ = [
     "EscalationError",

@@ -1,12 +1,12 @@
 """What the rules need to know of a cabinet beyond its twin: since when things hold (pure).
 
-The twin (:mod:`ingest.twin`) keeps the latest value of each section. Rules also need
+The twin (:mod:`aedfleet.twin`) keeps the latest value of each section. Rules also need
 *since when*: since when the door is open, the AED out of its cabinet, the temperature
 outside the model's range; whether a used AED has had its post-use check; when the
 last tamper happened and the last inspection. :class:`CabinetFacts` folds those out of the
 same messages, under the same rules as the twin: messages arrive late, twice and out of
 order, so every fact is built from *stamps* (boot id, seq, device ts) compared with
-:func:`ingest.twin.is_newer`, and only through maxima and minima of stamps, which any
+:func:`aedfleet.twin.is_newer`, and only through maxima and minima of stamps, which any
 order of delivery and any number of copies reach alike. (Where two boots share a device
 ts, the boot id breaks the tie, so even then the order does not matter.)
 
@@ -64,8 +64,8 @@ from aedfleet.contract import (
     Status,
     UtcTimestamp,
 )
+from aedfleet.twin import is_newer
 from alerting.rule_config import AedModelSpec
-from ingest.twin import is_newer
 
 PADS_EXPIRIES_KEPT: Final = 16
 

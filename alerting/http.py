@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from aedfleet.clock import Clock
 from aedfleet.contract import CabinetId
+from aedfleet.registry import Language
 from aedfleet.service import listen_failure
 from alerting.config import ApiScope, ApiToken, HttpSettings
 from alerting.engine import AlertingEngine
@@ -53,7 +54,6 @@ from alerting.model import AlarmState, Inspection, Via
 from alerting.phrasing import phrase_detail
 from alerting.silences import SilenceError, SilenceLimits, SilenceRequest, accept
 from alerting.store import AlarmNotFoundError, AlarmStore, AlarmStoreError, TransitionRefusedError
-from ingest.registry.models import Language
 
 log = logging.getLogger(__name__)
 

@@ -56,8 +56,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aedfleet.contract import CabinetId, UtcTimestamp
+from aedfleet.registry import PersonId
 from alerting.errors import AlertingError
-from ingest.registry.models import PersonId
 
 FORMAT_VERSION: Final = 1
 TAG_BYTES: Final = 16

@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from aedfleet.contract import CabinetId, FaultCode, SelftestKind, UtcTimestamp
-from ingest.registry.models import PersonId, Role
+from aedfleet.registry import PersonId, Role
 
 
 class Severity(StrEnum):

@@ -19,8 +19,8 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from aedfleet.registry import Language
 from alerting.model import AlarmDetail, DetailKey
-from ingest.registry.models import Language
 
 __all__ = ["duration", "local_time", "phrase_detail"]
 

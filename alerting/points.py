@@ -11,7 +11,7 @@ three measurements beside the ingest's telemetry (schema in ``docs/influx-schema
 - ``notification``: one point per delivery outcome, with the channel and the latency
   from the alarm's raise to the delivery.
 
-Tags are the cabinet's four registry tags (:class:`ingest.telemetry.CabinetTags`) plus
+Tags are the cabinet's four registry tags (:class:`aedfleet.influx.lines.CabinetTags`) plus
 small enumerations (alarm type, severity, channel, kind, role, outcome): all of bounded
 cardinality. Alarm ids and person ids are fields, never tags.
 """
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from aedfleet.influx.lines import CabinetTags, escape_string_field, timestamp_ns
+from aedfleet.registry import Role
 from alerting.model import Alarm, AlarmType, NoticeKind
-from ingest.registry.models import Role
-from ingest.telemetry import CabinetTags, escape_string_field, timestamp_ns
 
 
 def alarm_line(tags: CabinetTags, alarm: Alarm, step: str, at: datetime) -> str:

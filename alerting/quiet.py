@@ -39,8 +39,8 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from aedfleet.contract import TimeZoneName, UtcTimestamp
+from aedfleet.registry import PersonId
 from alerting.model import NoticeKind, Severity
-from ingest.registry.models import PersonId
 
 URGENT: Final = frozenset({Severity.CRITICAL, Severity.HIGH})
 """Severities that neither quiet hours nor grouping may delay."""

@@ -19,12 +19,12 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from aedfleet.contract import CabinetId, UtcTimestamp
+from aedfleet.registry import Cabinet, SiteType
+from aedfleet.twin import Twin
 from alerting.facts import CabinetFacts
 from alerting.model import AlarmType, Condition
 from alerting.rule_config import RuleSet
 from alerting.rules import evaluate
-from ingest.registry.models import Cabinet, SiteType
-from ingest.twin import Twin
 
 
 class _Value(BaseModel):

@@ -5,7 +5,7 @@ construction, and takes its times from the notice (``created_at``, the alarms' o
 stamps), never from a clock, so the same notice always renders the same message.
 
 Templates live in ``alerting/templates/{language}/``, one folder per
-:class:`~ingest.registry.models.Language`, each with the same files:
+:class:`~aedfleet.registry.Language`, each with the same files:
 
 - ``words.j2``: the phrase book (per alarm type: a title, what is wrong in plain words
   a school janitor understands, and what to do; severities, roles, access modes);
@@ -43,10 +43,10 @@ import jinja2
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aedfleet.contract import TimeZoneName
+from aedfleet.registry import Cabinet, Language
 from alerting.model import AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import AlarmBrief, Notice, RenderedNotice, RenderError
 from alerting.phrasing import duration, local_time, phrase_detail
-from ingest.registry.models import Cabinet, Language
 
 __all__ = [
     "DEFAULT_MAP_URL_TEMPLATE",

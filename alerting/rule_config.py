@@ -44,9 +44,9 @@ from pydantic import (
 )
 
 from aedfleet.contract import TimeZoneName
+from aedfleet.registry import Cabinet, SiteType
 from aedfleet.settings import ConfigError, describe_problems
 from alerting.model import Severity
-from ingest.registry.models import Cabinet, SiteType
 
 DEFAULT_TIME_ZONE: Final = "Asia/Shanghai"
 

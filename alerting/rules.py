@@ -1,7 +1,7 @@
 """The readiness rules: what is wrong with a cabinet at an instant (pure).
 
 :func:`evaluate` looks at a cabinet's registry record, its twin (the latest state,
-:mod:`ingest.twin`), its facts (since when things hold, :mod:`alerting.facts`) and its
+:mod:`aedfleet.twin`), its facts (since when things hold, :mod:`alerting.facts`) and its
 effective :class:`~alerting.rule_config.RuleSet`, and returns every
 :class:`~alerting.model.Condition` that holds at ``now``, in the order of
 :class:`~alerting.model.AlarmType`. :func:`next_change` returns the earliest later instant
@@ -62,11 +62,11 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from aedfleet.contract import DoorState, PowerSource, SelftestPeriod, SelftestResult
+from aedfleet.registry import Cabinet
+from aedfleet.twin import Twin
 from alerting.facts import CabinetFacts, Track
 from alerting.model import AlarmDetail, AlarmType, Condition, DetailKey, Severity
 from alerting.rule_config import RuleSet
-from ingest.registry.models import Cabinet
-from ingest.twin import Twin
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)

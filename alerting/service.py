@@ -32,6 +32,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from aedfleet.clock import Clock, SystemClock
 from aedfleet.contract import CabinetMessage
+from aedfleet.db import StateStore
+from aedfleet.influx.writer import InfluxError, InfluxWriter
 from alerting.config import AlertingSettings
 from alerting.engine import AlertingEngine, OutgoingMessage
 from alerting.http import AlertingHttp
@@ -39,9 +41,7 @@ from alerting.links import LinkSigner
 from alerting.notifiers.delivery import Deliverer
 from alerting.notifiers.setup import notifiers_for
 from alerting.store import AlarmStore
-from ingest.influx import InfluxError, InfluxWriter
 from ingest.service import IngestService
-from ingest.store import StateStore
 
 log = logging.getLogger(__name__)
 # A tick that finds the previous one still running is skipped on purpose (the work is

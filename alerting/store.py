@@ -1,7 +1,7 @@
 """The alarm store: alarms, their history and escalations, the notification outbox,
 silences, inspections and the rules' facts, in the state store's database.
 
-Synchronous SQLAlchemy Core, like :class:`ingest.store.StateStore`, opened on the same
+Synchronous SQLAlchemy Core, like :class:`aedfleet.db.StateStore`, opened on the same
 URL (SQLite in WAL mode or PostgreSQL) and migrated by the same chain. Safe to share
 between threads, and between processes on one database: every method is one
 transaction; read-modify-write ones lock what they modify first (the rows on PostgreSQL,
@@ -56,6 +56,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from aedfleet.db.base import DatabaseStore, open_migrated
+from aedfleet.db.engine import DEFAULT_TIMEOUT_S
+from aedfleet.db.errors import StoreError
+from aedfleet.db.tables import cabinets
 from alerting.errors import AlertingError
 from alerting.escalation import EscalationPolicies, EscalationState, start
 from alerting.lifecycle import (
@@ -101,10 +105,6 @@ from alerting.tables import (
     rule_facts,
     silences,
 )
-from ingest.store.base import DatabaseStore, open_migrated
-from ingest.store.engine import DEFAULT_TIMEOUT_S
-from ingest.store.errors import StoreError
-from ingest.store.tables import cabinets
 
 __all__ = [
     "AlarmNotFoundError",

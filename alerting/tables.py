@@ -1,11 +1,11 @@
 """Alerting's tables in the state store: alarms and their history, escalations, the
 notification outbox, silences, inspections and the rules' per-cabinet facts.
 
-They share the state store's :data:`~ingest.store.tables.metadata` (one schema, one
-migration chain: ``ingest/store/migrations/versions/0002_alerting.py`` creates exactly
+They share the state store's :data:`~aedfleet.db.tables.metadata` (one schema, one
+migration chain: ``aedfleet/db/migrations/versions/0002_alerting.py`` creates exactly
 these) and follow its conventions: columns are named after the fields of the values they
 hold (:mod:`alerting.model`), enumerations are stored as their string values, times as
-UTC (:class:`~ingest.store.tables.UtcDateTime`), an alarm's detail as the JSON of its
+UTC (:class:`~aedfleet.db.tables.UtcDateTime`), an alarm's detail as the JSON of its
 :class:`~alerting.model.AlarmDetail` (:class:`DetailText`).
 
 Two constraints carry the guarantees the service relies on:
@@ -42,8 +42,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from aedfleet.db.tables import ENUM_LENGTH, ID_LENGTH, UtcDateTime, metadata
 from alerting.model import AlarmDetail
-from ingest.store.tables import ENUM_LENGTH, ID_LENGTH, UtcDateTime, metadata
 
 __all__ = [
     "ACTIVE_ALARM",

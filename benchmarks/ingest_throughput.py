@@ -6,12 +6,12 @@ that are offline while the publisher runs. Each consumer then drains the same ba
 from a session of its own, and the run prints:
 
 - baseline 1, the MQTT limit: a bare subscriber on the ingest's own adapter
-  (:class:`aedfleet.mqtt_consumer.ConsumerConnection`, manual acknowledgement, the same
+  (:class:`aedfleet.mqtt.consumer.ConsumerConnection`, manual acknowledgement, the same
   receive maximum as the ingest) that acknowledges each delivery and does nothing else;
   for comparison the same with the general paho-mqtt adapter
   (:class:`aedfleet.mqtt.MqttConnection`), which the ingest used before;
 - baseline 2, the InfluxDB limit: the same messages as pre-built lines
-  (:func:`ingest.telemetry.to_line`) written through :class:`ingest.influx.InfluxWriter`
+  (:func:`ingest.telemetry.to_line`) written through :class:`aedfleet.influx.writer.InfluxWriter`
   in batches of the ingest's batch size, one request after the other;
 - the system: :class:`ingest.service.IngestService` in process, from start until every
   message is in InfluxDB and the SQLite state store and acknowledged;
@@ -65,13 +65,14 @@ from aedfleet.contract import (
     encode,
     topic,
 )
+from aedfleet.db.state import StateStore
+from aedfleet.influx.lines import CabinetTags
+from aedfleet.influx.writer import InfluxSettings, InfluxWriter
 from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection, MqttSettings
-from aedfleet.mqtt_consumer import ConsumerConnection
+from aedfleet.mqtt.consumer import ConsumerConnection
 from ingest.config import IngestSettings
-from ingest.influx import InfluxSettings, InfluxWriter
 from ingest.service import BATCHES_IN_FLIGHT, FLEET_FILTER, IngestService
-from ingest.store.store import StateStore
-from ingest.telemetry import CabinetTags, to_line
+from ingest.telemetry import to_line
 from tests.brokers import MosquittoBroker
 from tests.influx import InfluxServer
 from tests.ingest_support import seed_registry

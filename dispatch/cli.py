@@ -1,6 +1,6 @@
 """What ``aedfleet dispatch`` runs: the service, and ``list`` of recent deliveries.
 
-The Typer commands themselves are in :mod:`aedfleet.cli`, which imports this module only
+The Typer commands themselves are in :mod:`aedfleet_app.cli`, which imports this module only
 when a dispatch command runs (an edge install has none of the server dependencies).
 """
 

@@ -28,9 +28,9 @@ from aedfleet.contract import (
     DispatchReadiness,
     IdempotencyKey,
 )
+from aedfleet.registry import Assignment, Cabinet, Person, Registry, Role
+from aedfleet.twin import Twin
 from dispatch.incident import Notice
-from ingest.registry.models import Assignment, Cabinet, Person, Registry, Role
-from ingest.twin import Twin
 
 _ROLE_ORDER = {role: index for index, role in enumerate(Role)}
 

@@ -41,6 +41,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aedfleet.contract import DispatchEvent
+from aedfleet.db.base import DatabaseStore
+from aedfleet.db.engine import DEFAULT_TIMEOUT_S, create_store_engine, describe
+from aedfleet.db.errors import StoreError
+from aedfleet.db.migration import upgrade
+from aedfleet.db.tables import UtcDateTime
 from dispatch.errors import OutboxError
 from dispatch.incident import CabinetState, CoalescingPolicy, due_at
 from dispatch.tables import (
@@ -49,11 +54,6 @@ from dispatch.tables import (
     dispatch_deliveries,
     dispatch_messages,
 )
-from ingest.store.base import DatabaseStore
-from ingest.store.engine import DEFAULT_TIMEOUT_S, create_store_engine, describe
-from ingest.store.errors import StoreError
-from ingest.store.migration import upgrade
-from ingest.store.tables import UtcDateTime
 
 
 class Durability(StrEnum):

@@ -54,6 +54,7 @@ from aedfleet.contract import (
     parse_topic,
     subscription,
 )
+from aedfleet.db.state import StateStore, StoreError
 from aedfleet.mqtt import (
     InboundMessage,
     KeepAliveTicker,
@@ -61,7 +62,8 @@ from aedfleet.mqtt import (
     MqttError,
     MqttNotConnectedError,
 )
-from aedfleet.subscription import keep_subscribed
+from aedfleet.mqtt.subscription import keep_subscribed
+from aedfleet.twin import Twin
 from dispatch.api import ApiServer
 from dispatch.config import MQTT_ENDPOINT, DispatchSettings
 from dispatch.delivery import AttemptJournal, EndpointPolicy, Lanes
@@ -78,8 +80,6 @@ from dispatch.outbox import (
     Route,
 )
 from dispatch.sender import HttpTransport, MqttTransport, Transport
-from ingest.store.store import StateStore, StoreError
-from ingest.twin import Twin
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The dispatch outbox's tables in the state store.
 
-They share the state store's :data:`~ingest.store.tables.metadata` (one schema, one
-migration chain: ``ingest/store/migrations/versions/0003_dispatch.py`` creates exactly
+They share the state store's :data:`~aedfleet.db.tables.metadata` (one schema, one
+migration chain: ``aedfleet/db/migrations/versions/0003_dispatch.py`` creates exactly
 these) and its conventions: enumerations as their string values, times as UTC.
 
 - ``dispatch_cabinets``: the coalescing state of each cabinet (its current or last
@@ -34,7 +34,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from ingest.store.tables import ENUM_LENGTH, ID_LENGTH, UtcDateTime, metadata
+from aedfleet.db.tables import ENUM_LENGTH, ID_LENGTH, UtcDateTime, metadata
 
 __all__ = [
     "MESSAGE_ID_LENGTH",

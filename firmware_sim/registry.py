@@ -14,9 +14,7 @@ from __future__ import annotations
 import random
 from typing import Final
 
-from firmware_sim.fleet import AED_MODELS
-from firmware_sim.scenario import Scenario, fleet_specs
-from ingest.registry.models import (
+from aedfleet.registry import (
     AccessMode,
     Assignment,
     Cabinet,
@@ -26,6 +24,8 @@ from ingest.registry.models import (
     Role,
     SiteType,
 )
+from firmware_sim.fleet import AED_MODELS
+from firmware_sim.scenario import Scenario, fleet_specs
 
 CABINETS_PER_UNIT: Final = 10
 

@@ -6,10 +6,10 @@ from pydantic import Field
 
 from aedfleet.backoff import BackoffSettings
 from aedfleet.contract import MAX_PAYLOAD_BYTES
+from aedfleet.influx.writer import InfluxSettings
 from aedfleet.mqtt import MqttSettings
-from aedfleet.mqtt_consumer import DEFAULT_MAX_PACKET_SIZE
+from aedfleet.mqtt.codec import DEFAULT_MAX_PACKET_SIZE
 from aedfleet.settings import FileThenEnvSettings
-from ingest.influx import InfluxSettings
 
 
 class IngestSettings(FileThenEnvSettings):

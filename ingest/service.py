@@ -18,7 +18,7 @@ broker stops sending: that is the back-pressure, and the broker holds the rest.
 
 Up to :data:`BATCHES_IN_FLIGHT` batches are on their way at once (while InfluxDB indexes
 one batch, the next is screened), and they are finished, sinks and PUBACKs, in the order
-they were taken. The MQTT side is :class:`aedfleet.mqtt_consumer.ConsumerConnection`,
+they were taken. The MQTT side is :class:`aedfleet.mqtt.consumer.ConsumerConnection`,
 which hands over every socket read as one list and sends a batch's PUBACKs in one write;
 measurements and the profile are in ``docs/benchmarks.md``.
 """
@@ -50,18 +50,19 @@ from aedfleet.contract import (
     dead_letter_topic,
     encode,
 )
+from aedfleet.db.state import StateStore, StoreError
+from aedfleet.influx.lines import CabinetTags
+from aedfleet.influx.writer import InfluxWriteError, InfluxWriter
 from aedfleet.mqtt import InboundMessage, MqttError
-from aedfleet.mqtt_consumer import ConsumerConnection
+from aedfleet.mqtt.consumer import ConsumerConnection
+from aedfleet.mqtt.subscription import keep_subscribed
 from aedfleet.service import listen_failure
-from aedfleet.subscription import keep_subscribed
 from ingest.config import IngestSettings
-from ingest.influx import InfluxWriteError, InfluxWriter
 from ingest.metrics import IngestMetrics
 from ingest.ratelimit import RateLimiter
 from ingest.screening import Ignored, Refused, screen
 from ingest.sequence import SequenceTracker
-from ingest.store.store import StateStore, StoreError
-from ingest.telemetry import CabinetTags, to_line
+from ingest.telemetry import to_line
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Contract messages as InfluxDB line protocol: the time-series schema, pure and fast.
 
 :func:`to_line` turns one decoded cabinet message plus the registry's tags for that
-cabinet into one line of line protocol, ready for :class:`ingest.influx.InfluxWriter`.
+cabinet into one line of line protocol, ready for :class:`aedfleet.influx.writer.InfluxWriter`.
 The schema and the reasons behind it are in ``docs/influx-schema.md``.
 
 Lines are built as strings, not with influxdb-client's ``Point`` (which costs about
@@ -26,9 +26,8 @@ The timestamp is the device's ``ts`` in nanoseconds, so a message delivered twic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Final, assert_never
+from datetime import date
+from typing import assert_never
 
 from aedfleet.contract import (
     Birth,
@@ -42,126 +41,49 @@ from aedfleet.contract import (
     SelftestResult,
     Status,
 )
-from ingest.registry.models import Cabinet
+from aedfleet.influx.lines import (
+    MAX_TIMESTAMP_NS,
+    MIN_TIMESTAMP_NS,
+    CabinetTags,
+    bool_field,
+    escape_string_field,
+    float_field,
+    timestamp_ns,
+)
 
-__all__ = [
-    "MAX_TIMESTAMP_NS",
-    "MIN_TIMESTAMP_NS",
-    "CabinetTags",
-    "escape_string_field",
-    "timestamp_ns",
-    "to_line",
-]
-
-# InfluxDB stores int64 nanoseconds and reserves the extremes (1677-09-21 … 2262-04-11).
-MIN_TIMESTAMP_NS: Final = -9_223_372_036_854_775_806
-MAX_TIMESTAMP_NS: Final = 9_223_372_036_854_775_806
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_TAG_SPECIALS: Final = frozenset(",= \\")
-
-
-def _tag_value(value: str) -> str:
-    if not any(char in _TAG_SPECIALS or not char.isprintable() for char in value):
-        return value  # the common case: nothing to map or escape
-    mapped = "".join("/" if char == "\\" else " " if _is_control(char) else char for char in value)
-    return mapped.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def _is_control(char: str) -> bool:
-    # Category Cc: C0 and C1 controls, the only characters a line-protocol parser
-    # may treat as line ends (\n, \r) or field separators (\t in some parsers).
-    return char < " " or "\x7f" <= char <= "\x9f"
-
-
-def _string(value: str) -> str:
-    if '"' in value or "\\" in value:
-        value = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{value}"'
-
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _float(value: float) -> str:
-    # repr() is the shortest exact form; float() keeps an int-valued reading a float so
-    # the field's type never changes (InfluxDB rejects a type change per shard).
-    return repr(float(value))
-
-
-@dataclass(frozen=True, slots=True)
-class CabinetTags:
-    """The tags every point of one cabinet carries, from the fleet registry.
-
-    Only low-cardinality, slowly changing descriptions of the cabinet are tags; see
-    ``docs/influx-schema.md``. An empty value means "unknown" and leaves the tag out.
-    """
-
-    cabinet_id: str
-    region_code: str = ""
-    site_type: str = ""
-    aed_model: str = ""
-    # The escaped ",k=v,..." section, computed once per cabinet rather than per message.
-    section: str = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        # Tag keys in the byte order InfluxDB sorts them into anyway (cheaper to index).
-        pairs = (
-            ("aed_model", self.aed_model),
-            ("cabinet_id", self.cabinet_id),
-            ("region", self.region_code),
-            ("site_type", self.site_type),
-        )
-        section = "".join(f",{key}={_tag_value(value)}" for key, value in pairs if value)
-        object.__setattr__(self, "section", section)
-
-    @classmethod
-    def from_cabinet(cls, cabinet: Cabinet) -> CabinetTags:
-        return cls(
-            cabinet_id=cabinet.cabinet_id,
-            region_code=cabinet.region_code,
-            site_type=cabinet.site_type.value,
-            aed_model=cabinet.aed_model,
-        )
-
-
-def timestamp_ns(ts: datetime) -> int:
-    """Nanoseconds since the epoch, exactly (no float rounding on the way)."""
-    delta = ts - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+__all__ = ["to_line"]
 
 
 def _heartbeat(m: Heartbeat) -> str:
     return (
-        f"aed_ready={_bool(m.aed_ready)},"
-        f"aed_present={_bool(m.aed_present)},"
-        f"battery_pct={_float(m.battery_pct)},"
+        f"aed_ready={bool_field(m.aed_ready)},"
+        f"aed_present={bool_field(m.aed_present)},"
+        f"battery_pct={float_field(m.battery_pct)},"
         f'boot_id="{m.boot_id}",'
         f'door="{m.door.value}",'
-        f"heater_on={_bool(m.heater_on)},"
-        f"humidity_pct={_float(m.humidity_pct)},"
+        f"heater_on={bool_field(m.heater_on)},"
+        f"humidity_pct={float_field(m.humidity_pct)},"
         f"outbox_pending={m.outbox_pending}i,"
         f"outbox_shed={m.outbox_shed}i,"
         f'power="{m.power.value}",'
         f"rssi_dbm={m.rssi_dbm}i,"
         f"seq={m.seq}i,"
-        f"temperature_c={_float(m.temperature_c)}"
+        f"temperature_c={float_field(m.temperature_c)}"
     )
 
 
 def _event(m: Event) -> str:
-    detail = f",detail={_string(m.detail)}" if m.detail is not None else ""
+    detail = f",detail={escape_string_field(m.detail)}" if m.detail is not None else ""
     return f'boot_id="{m.boot_id}"{detail},event="{m.event.value}",seq={m.seq}i'
 
 
 def _selftest(m: Selftest) -> str:
     return (
-        f"battery_pct={_float(m.battery_pct)},"
+        f"battery_pct={float_field(m.battery_pct)},"
         f'boot_id="{m.boot_id}",'
         f'fault_codes="{",".join(m.fault_codes)}",'  # the contract's pattern needs no escaping
         f'kind="{m.kind.value}",'
-        f"passed={_bool(m.result is SelftestResult.PASS)},"
+        f"passed={bool_field(m.result is SelftestResult.PASS)},"
         f'result="{m.result.value}",'
         f"seq={m.seq}i"
     )
@@ -179,33 +101,35 @@ def _consumables(m: Consumables) -> str:
         f'boot_id="{m.boot_id}"'
         f"{_expiry('battery_expiry', m.battery_expiry, today)}"
         f"{_expiry('pads_expiry', m.pads_expiry, today)}"
-        f",pads_present={_bool(m.pads_present)},"
+        f",pads_present={bool_field(m.pads_present)},"
         f"seq={m.seq}i,"
         f'source="{m.source.value}"'
     )
 
 
 def _status(m: Status) -> str:
-    online = _bool(m.state is ConnectionState.ONLINE)
+    online = bool_field(m.state is ConnectionState.ONLINE)
     return f'boot_id="{m.boot_id}",connection={m.seq}i,online={online}'
 
 
 def _birth(m: Birth) -> str:
     return (
-        f"aed_serial={_string(m.aed_serial)},"
+        f"aed_serial={escape_string_field(m.aed_serial)},"
         f'boot_id="{m.boot_id}",'
-        f"firmware_version={_string(m.firmware_version)},"
-        f"hardware_version={_string(m.hardware_version)},"
+        f"firmware_version={escape_string_field(m.firmware_version)},"
+        f"hardware_version={escape_string_field(m.hardware_version)},"
         f"heartbeat_interval_s={m.heartbeat_interval_s}i,"
         f"seq={m.seq}i,"
-        f"time_zone={_string(m.time_zone)}"
+        f"time_zone={escape_string_field(m.time_zone)}"
     )
 
 
 def _cmd_result(m: CmdResult) -> str:
-    command_id = f",command_id={_string(m.command_id)}" if m.command_id is not None else ""
-    error = f",error={_string(m.error)}" if m.error is not None else ""
-    return f'boot_id="{m.boot_id}"{command_id}{error},ok={_bool(m.ok)},seq={m.seq}i'
+    command_id = (
+        f",command_id={escape_string_field(m.command_id)}" if m.command_id is not None else ""
+    )
+    error = f",error={escape_string_field(m.error)}" if m.error is not None else ""
+    return f'boot_id="{m.boot_id}"{command_id}{error},ok={bool_field(m.ok)},seq={m.seq}i'
 
 
 def to_line(message: CabinetMessage, tags: CabinetTags) -> str | None:
@@ -241,8 +165,3 @@ def to_line(message: CabinetMessage, tags: CabinetTags) -> str | None:
             return f"cmd_result{tags.section} {_cmd_result(message)} {ns}"
         case _:
             assert_never(message)
-
-
-def escape_string_field(value: str) -> str:
-    """A string field value, quoted and escaped, for other components' measurements."""
-    return _string(value)

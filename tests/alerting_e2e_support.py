@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from aedfleet.db.state import StateStore
+from aedfleet.influx.writer import InfluxSettings
 from alerting.config import (
     AlertingSettings,
     ApiScope,
@@ -29,8 +31,6 @@ from alerting.store import AlarmStore
 from firmware_sim.registry import simulated_registry
 from firmware_sim.scenario import Scenario
 from ingest.config import IngestSettings
-from ingest.influx import InfluxSettings
-from ingest.store.store import StateStore
 from tests.brokers import MosquittoBroker, free_port
 from tests.conftest import broker_settings
 from tests.influx import InfluxServer

@@ -24,10 +24,10 @@ from aedfleet.contract import (
     SelftestKind,
     SelftestResult,
 )
+from aedfleet.registry import Cabinet
+from aedfleet.twin import Twin
 from alerting.facts import CabinetFacts, observe
 from alerting.rule_config import AedModelSpec, RuleConfig, RuleSet, rules_for
-from ingest.registry.models import Cabinet
-from ingest.twin import Twin
 from tests.test_twin import BOOTS, CABINET, T0, at, envelope, event, heartbeat, status
 from tests.test_twin import birth as twin_birth
 from tests.test_twin import fold as fold_twin

@@ -35,6 +35,8 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, select
 
 from aedfleet.contract import CabinetMessage, EventType
+from aedfleet.db.state import StateStore
+from aedfleet.registry import Cabinet
 from alerting.config import AlertingSettings, HttpSettings, LinkSettings
 from alerting.engine import AlertingEngine
 from alerting.http import AlertingHttp
@@ -44,8 +46,6 @@ from alerting.store import AlarmStore
 from alerting.tables import inspections
 from firmware_sim.registry import simulated_registry
 from firmware_sim.scenario import FleetDefaults, Scenario
-from ingest.registry.models import Cabinet
-from ingest.store.store import StateStore
 from tests.alerting_rules_support import T0, birth, event, heartbeat, selftest
 from tests.tiers import BROWSER, require_tier
 

@@ -18,15 +18,8 @@ from typing import Any, Final, Self
 from aiohttp import web
 
 from aedfleet.contract import DispatchEvent
-from dispatch.formats import CAP_NAMESPACE
-from dispatch.signing import (
-    IDEMPOTENCY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    SignatureError,
-    SignatureVerifier,
-)
-from ingest.registry.models import (
+from aedfleet.db.state import StateStore
+from aedfleet.registry import (
     AccessMode,
     Assignment,
     Cabinet,
@@ -36,7 +29,14 @@ from ingest.registry.models import (
     Role,
     SiteType,
 )
-from ingest.store.store import StateStore
+from dispatch.formats import CAP_NAMESPACE
+from dispatch.signing import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    SignatureVerifier,
+)
 from tests.brokers import free_port
 
 HMAC_SECRET: Final = "correct horse battery staple 120"  # noqa: S105 - test key

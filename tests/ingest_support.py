@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from aedfleet.contract import Status, decode_cabinet_message
+from aedfleet.db.state import StateStore
 from aedfleet.mqtt import InboundMessage
-from ingest.registry.models import Cabinet, Registry, SiteType
-from ingest.store.store import StateStore
+from aedfleet.registry import Cabinet, Registry, SiteType
 from tests.influx import InfluxServer
 
 MEASUREMENTS = ("heartbeat", "event", "selftest", "consumables", "birth", "cmd_result")

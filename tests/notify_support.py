@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aedfleet.contract import SelftestKind
+from aedfleet.registry import AccessMode, Cabinet, Language, Person, Role, SiteType
 from alerting.model import (
     Alarm,
     AlarmDetail,
@@ -25,7 +26,6 @@ from alerting.model import (
     Via,
 )
 from alerting.notifiers.base import AlarmBrief, Notice, PriorPage
-from ingest.registry.models import AccessMode, Cabinet, Language, Person, Role, SiteType
 
 NOW = datetime(2025, 5, 1, 6, 3, tzinfo=UTC)  # 14:03 in Shanghai
 SINCE = NOW - timedelta(minutes=12)  # 13:51 in Shanghai

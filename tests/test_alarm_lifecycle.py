@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aedfleet.contract import CabinetMessage, EventType
+from aedfleet.registry import Role
 from alerting.escalation import EscalationPolicies, EscalationState, advance, start
 from alerting.lifecycle import (
     CancelClear,
@@ -48,7 +49,6 @@ from alerting.model import (
 )
 from alerting.rule_config import RuleConfig, Thresholds, rules_for
 from alerting.rules import evaluate as rules_evaluate
-from ingest.registry.models import Role
 from tests.alerting_rules_support import CAB, event
 from tests.alerting_rules_support import at as twin_at
 from tests.alerting_rules_support import state as fold_state

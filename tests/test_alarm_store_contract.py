@@ -20,6 +20,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 
+from aedfleet.db import StateStore, migrate
+from aedfleet.registry import Cabinet, Registry
 from alerting.escalation import EscalationPolicies, EscalationState, advance
 from alerting.lifecycle import Hysteresis, Raise, Resolve, reconcile
 from alerting.model import (
@@ -44,14 +46,12 @@ from alerting.store import (
     TransitionRefusedError,
 )
 from alerting.tables import alarms
-from ingest.registry.models import Cabinet, Registry
-from ingest.store import StateStore, migrate
-from ingest.store.tables import metadata
 from tests.postgres import (  # noqa: F401 - a fixture
     STORE_BACKENDS,
     empty_postgres,
     postgres_database,
 )
+from tests.schema import metadata
 from tests.test_alarm_lifecycle import SOME_TYPES, STEPS, MemoryAlarms
 
 STORE_TEST = settings(

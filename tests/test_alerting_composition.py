@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from aedfleet.registry import Role
 from alerting.composition import (
     Roster,
     batches,
@@ -24,7 +25,6 @@ from alerting.links import LinkAction, LinkSigner
 from alerting.model import AlarmType, NoticeKind, Notification, NotificationState, Severity
 from alerting.notifiers.base import PriorPage
 from alerting.quiet import GroupingPolicy
-from ingest.registry.models import Role
 from tests.notify_support import NOW, alarm, cabinet, person, resolved
 
 SIGNER = LinkSigner([b"k" * 64], "https://aed.example.cn/l", timedelta(days=7))

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from aedfleet.registry import Role
 from aedfleet.settings import ENV_PREFIX, ConfigError, load_settings
 from alerting.config import AlertingSettings
 from alerting.model import Severity
-from ingest.registry.models import Role
 from tests.commands import AEDFLEET, REPO, command_env
 
 EXAMPLE = REPO / "config" / "alerting.example.toml"

@@ -24,6 +24,8 @@ import pytest
 from pydantic import SecretStr
 
 from aedfleet.contract import CabinetMessage, ConnectionState, EventType
+from aedfleet.db import StateStore
+from aedfleet.registry import Assignment, Cabinet, Language, Person, Registry, Role
 from alerting.config import AlertingSettings, LinkSettings
 from alerting.engine import AlertingEngine, OutgoingMessage
 from alerting.escalation import EscalationState
@@ -47,8 +49,6 @@ from alerting.quiet import QuietSettings
 from alerting.render import Renderer
 from alerting.rule_config import RuleConfig, Thresholds
 from alerting.store import AlarmStore
-from ingest.registry.models import Assignment, Cabinet, Language, Person, Registry, Role
-from ingest.store import StateStore
 from tests import alerting_rules_support as build
 from tests.test_twin import CABINET
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from aedfleet.contract import SelftestKind
+from aedfleet.registry import Language
 from alerting.model import AlarmDetail, DetailKey
 from alerting.phrasing import duration, local_time, phrase_detail
-from ingest.registry.models import Language
 
 AT = datetime(2026, 12, 4, 8, 5, tzinfo=UTC)  # 16:05 in Shenzhen
 BEAT = datetime(2026, 12, 4, 7, 30, tzinfo=UTC)

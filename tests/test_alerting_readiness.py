@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from aedfleet.contract import CabinetMessage, ConnectionState, DoorState, EventType
+from aedfleet.registry import Cabinet, SiteType
 from alerting.facts import CabinetFacts
 from alerting.model import AlarmType, Condition, Severity
 from alerting.readiness import (
@@ -19,7 +20,6 @@ from alerting.readiness import (
     readiness,
 )
 from alerting.rules import evaluate
-from ingest.registry.models import Cabinet, SiteType
 from tests.alerting_rules_support import (
     CAB,
     CABINET,

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from aedfleet.contract import CabinetMessage, Channel, encode, topic
+from aedfleet.db.state import StateStore
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection
+from aedfleet.registry import Assignment, Cabinet, Language, Person, Registry, Role
 from alerting.model import AlarmState, AlarmType, NotificationState
 from alerting.store import AlarmStore
-from ingest.registry.models import Assignment, Cabinet, Language, Person, Registry, Role
-from ingest.store.store import StateStore
 from tests.alerting_e2e_support import LINK_SECRET, email_of
 from tests.alerting_rules_support import birth, heartbeat, selftest
 from tests.brokers import MosquittoBroker, free_port

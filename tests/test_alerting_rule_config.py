@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from aedfleet.registry import Cabinet, SiteType
 from aedfleet.settings import ConfigError
 from alerting.model import Severity
 from alerting.rule_config import (
@@ -25,7 +26,6 @@ from alerting.rule_config import (
     rules_for,
 )
 from firmware_sim.fleet import AED_MODELS
-from ingest.registry.models import Cabinet, SiteType
 
 
 def cabinet(**changes: Any) -> Cabinet:

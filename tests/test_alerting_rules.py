@@ -19,12 +19,12 @@ from aedfleet.contract import (
     SelftestKind,
     SelftestPeriod,
 )
+from aedfleet.registry import Cabinet
+from aedfleet.twin import Twin
 from alerting.facts import CabinetFacts, with_inspection
 from alerting.model import AlarmDetail, AlarmType, Condition, DetailKey, Severity
 from alerting.rule_config import RuleConfig, RuleSet, rules_for
 from alerting.rules import evaluate, inspection_due, inspection_reminder_at, next_change
-from ingest.registry.models import Cabinet
-from ingest.twin import Twin
 from tests.alerting_rules_support import (
     CAB,
     CABINET,

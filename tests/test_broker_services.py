@@ -25,6 +25,8 @@ from aedfleet.contract import (
     encode,
     topic,
 )
+from aedfleet.db.state import StateStore
+from aedfleet.influx.writer import InfluxSettings
 from aedfleet.mqtt import MqttSettings
 from alerting.service import AlertingService
 from dispatch.config import DispatchSettings
@@ -32,9 +34,7 @@ from dispatch.outbox import DeliveryStatus, DispatchOutbox
 from dispatch.service import DispatchService
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from ingest.config import IngestSettings
-from ingest.influx import InfluxSettings
 from ingest.service import IngestService
-from ingest.store.store import StateStore
 from tests.alerting_e2e_support import alerting_settings, seed_fleet_registry
 from tests.alerting_e2e_support import running as alerting_running
 from tests.broker_security_support import SECRET, probe, secured_broker

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from aedfleet.config_docs import BEGIN, DOC_PATH, END, ConfigDocsError, reference, rewrite
 from aedfleet.settings import FileThenEnvSettings
+from aedfleet_app.config_docs import BEGIN, DOC_PATH, END, ConfigDocsError, reference, rewrite
 
 REGENERATE = "run `make docs` from the repository root and commit docs/configuration.md"
 

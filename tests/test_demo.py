@@ -34,8 +34,10 @@ from aedfleet.contract import (
     topic,
 )
 from aedfleet.contract import Channel as Channel_
-from aedfleet.demo import demo_start
-from aedfleet.demo_alerting import (
+from aedfleet.mqtt import InboundMessage
+from aedfleet.registry import Language, Role
+from aedfleet_app.demo import demo_start
+from aedfleet_app.demo_alerting import (
     ACK_DELAY,
     DemoAlerting,
     SimulatedCaptains,
@@ -43,7 +45,6 @@ from aedfleet.demo_alerting import (
     demo_settings,
     notice_line,
 )
-from aedfleet.mqtt import InboundMessage
 from alerting.model import AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import Channel, PriorPage
 from alerting.notifiers.delivery import Deliverer
@@ -51,7 +52,6 @@ from alerting.render import Renderer
 from firmware_sim.faults import Fault
 from firmware_sim.registry import simulated_registry
 from firmware_sim.scenario import ExplicitFault, FleetDefaults, Scenario
-from ingest.registry.models import Language, Role
 from tests import alerting_rules_support as build
 from tests.brokers import free_port
 from tests.notify_support import NOW, FakeClock, alarm, brief, notice, person
@@ -354,7 +354,7 @@ DEMO_PROCESS = """
 import asyncio, sys
 from datetime import datetime
 from pathlib import Path
-from aedfleet.demo import run_demo
+from aedfleet_app.demo import run_demo
 from aedfleet.logs import configure_logging
 from firmware_sim.scenario import load_scenario
 

@@ -44,6 +44,7 @@ from aedfleet.contract import (
     subscription,
     topic,
 )
+from aedfleet.db.state import StateStore
 from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection, MqttSettings
 from dispatch.config import DispatchSettings
 from dispatch.formats import cap_identifier
@@ -51,7 +52,6 @@ from dispatch.outbox import DeliveryStatus, DispatchOutbox
 from dispatch.service import DispatchService
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from firmware_sim.scenario import FleetDefaults, Scenario
-from ingest.store.store import StateStore
 from tests.brokers import MosquittoBroker, free_port
 from tests.commands import AEDFLEET, REPO, command_env
 from tests.conftest import broker_settings

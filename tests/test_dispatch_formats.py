@@ -23,6 +23,8 @@ from aedfleet.contract import (
     dispatch_event_id,
     json_schemas,
 )
+from aedfleet.registry import Assignment, Person, Registry, Role
+from aedfleet.twin import Twin
 from dispatch.config import CapSettings
 from dispatch.enrichment import (
     Particulars,
@@ -42,8 +44,6 @@ from dispatch.formats import (
     to_cap,
 )
 from dispatch.incident import CoalescingPolicy, Notice, observe
-from ingest.registry.models import Assignment, Person, Registry, Role
-from ingest.twin import Twin
 from tests.dispatch_support import CAP_TIME, cabinet, captain, registry, schema_problems
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "schemas" / "dispatch.schema.json"

@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from aedfleet.contract import DispatchEvent, Event, EventType
+from aedfleet.db import migrate
 from dispatch.enrichment import build_event
 from dispatch.errors import OutboxError
 from dispatch.incident import CabinetState, CoalescingPolicy, Notice, observe
@@ -23,13 +24,12 @@ from dispatch.outbox import (
     PendingDelivery,
     Route,
 )
-from ingest.store import migrate
-from ingest.store.tables import metadata
 from tests.postgres import (  # noqa: F401 - a fixture
     STORE_BACKENDS,
     empty_postgres,
     postgres_database,
 )
+from tests.schema import metadata
 
 NOW = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 BOOT = "c" * 32

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from aedfleet.registry import Role
 from alerting.escalation import (
     EscalationError,
     EscalationPolicies,
@@ -20,7 +21,6 @@ from alerting.escalation import (
 )
 from alerting.lifecycle import acknowledge, raise_alarm, resolve
 from alerting.model import Alarm, AlarmType, Condition, NoticeKind, Page, Severity, Via
-from ingest.registry.models import Role
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 POLICIES = EscalationPolicies()

@@ -34,8 +34,9 @@ from aedfleet.contract import (
 from aedfleet.contract import (
     Selftest as SelftestMessage,
 )
-from ingest.registry.models import Cabinet, SiteType
-from ingest.telemetry import CabinetTags, timestamp_ns, to_line
+from aedfleet.influx.lines import CabinetTags, timestamp_ns
+from aedfleet.registry import Cabinet, SiteType
+from ingest.telemetry import to_line
 
 BOOT = "3f2a9c1e8b7d4e6fa0c5d2b1e9f80a17"
 TS = datetime(2025, 3, 14, 8, 0, 2, 123456, tzinfo=UTC)

@@ -30,8 +30,9 @@ from aedfleet.contract import (
     SelftestSchedule,
     Status,
 )
-from ingest.influx import InfluxSettings, InfluxWriteError, InfluxWriter
-from ingest.telemetry import CabinetTags, timestamp_ns, to_line
+from aedfleet.influx.lines import CabinetTags, timestamp_ns
+from aedfleet.influx.writer import InfluxSettings, InfluxWriteError, InfluxWriter
+from ingest.telemetry import to_line
 from tests.influx import InfluxServer
 from tests.test_influx_lines import expected_tag
 

@@ -25,13 +25,13 @@ from aedfleet.contract import (
     decode_cabinet_message,
     subscription,
 )
+from aedfleet.db.state import StateStore
+from aedfleet.influx.writer import InfluxSettings
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttSettings
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from firmware_sim.scenario import FleetDefaults, Scenario
 from ingest.config import IngestSettings
-from ingest.influx import InfluxSettings
 from ingest.service import IngestService
-from ingest.store.store import StateStore
 from tests.brokers import MosquittoBroker
 from tests.commands import AEDFLEET
 from tests.conftest import broker_settings

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from aedfleet.contract import DEAD_LETTER_PREFIX, DeadLetter
+from aedfleet.influx.writer import InfluxSettings
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection
 from ingest.config import IngestSettings
-from ingest.influx import InfluxSettings
 from ingest.screening import Refused, screen
 from ingest.service import IngestService
 from tests.brokers import MosquittoBroker

@@ -16,9 +16,9 @@ from aedfleet.contract import (
     dead_letter_topic,
     topic,
 )
+from aedfleet.influx.writer import InfluxSettings
 from aedfleet.mqtt import KeepAliveTicker
 from ingest.config import IngestSettings
-from ingest.influx import InfluxSettings
 from ingest.service import IngestService
 from tests.brokers import MosquittoBroker
 from tests.conftest import broker_settings

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from aedfleet.influx.writer import InfluxSettings
 from aedfleet.logs import CHATTY_LIBRARIES, configure_logging
 from alerting.config import AlertingSettings, HttpSettings, LinkSettings, SchedulerSettings
 from alerting.service import AlertingService
 from firmware_sim.scenario import Scenario
 from ingest.config import IngestSettings
-from ingest.influx import InfluxSettings
 from tests.alerting_e2e_support import running, seed_fleet_registry, store_url_in
 from tests.brokers import MosquittoBroker, free_port
 from tests.conftest import broker_settings

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection, MqttSettings
-from aedfleet.mqtt_consumer import ConsumerConnection
+from aedfleet.mqtt.consumer import ConsumerConnection
 from tests.brokers import MosquittoBroker
 from tests.conftest import broker_settings
 

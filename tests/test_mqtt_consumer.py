@@ -25,10 +25,12 @@ from aedfleet.mqtt import (
     KeepAliveTicker,
     MqttConnectError,
     MqttError,
+    MqttProtocolError,
     MqttSettings,
     TlsSettings,
 )
-from aedfleet.mqtt_consumer import BrokerLimits, ConsumerConnection, MqttProtocolError
+from aedfleet.mqtt.codec import BrokerLimits
+from aedfleet.mqtt.consumer import ConsumerConnection
 from tests.brokers import MosquittoBroker, TlsFiles, free_port, make_test_pki
 from tests.conftest import broker_settings
 from tests.recorder import Recorder, eventually

@@ -13,14 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aedfleet.mqtt import InboundMessage
-from aedfleet.mqtt_consumer import (
+from aedfleet.mqtt import InboundMessage, MqttProtocolError
+from aedfleet.mqtt.codec import (
     Acknowledgement,
     BrokerLimits,
     Connack,
     ControlPacket,
     Disconnect,
-    MqttProtocolError,
     PacketDecoder,
     PingResponse,
 )

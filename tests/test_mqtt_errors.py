@@ -26,7 +26,7 @@ from aedfleet.mqtt import (
     MqttSettings,
     MqttTimeoutError,
 )
-from aedfleet.mqtt_consumer import ConsumerConnection
+from aedfleet.mqtt.consumer import ConsumerConnection
 from tests.brokers import MosquittoBroker, free_port
 from tests.conftest import broker_settings
 

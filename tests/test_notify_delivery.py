@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from aedfleet.backoff import BackoffSettings
+from aedfleet.registry import Language, Person
 from aedfleet.settings import ConfigError, FileThenEnvSettings, load_settings
 from alerting.model import AlarmType, NoticeKind
 from alerting.notifiers.base import (
@@ -41,7 +42,6 @@ from alerting.notifiers.email import EmailNotifier
 from alerting.notifiers.setup import notifiers_for
 from alerting.notifiers.sms import SmsNotifier
 from alerting.render import Renderer
-from ingest.registry.models import Language, Person
 from tests.brokers import free_port
 from tests.mailbox import Mailbox
 from tests.notify_support import (

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from aedfleet.registry import Language, Role
 from alerting.model import AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import Notice, PriorPage, RenderedNotice, RenderError
 from alerting.render import (
@@ -27,7 +28,6 @@ from alerting.render import (
     main_link,
     map_url,
 )
-from ingest.registry.models import Language, Role
 from tests.notify_support import (
     DETAILS,
     NOW,

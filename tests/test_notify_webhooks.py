@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from aedfleet.redact import redact_url
+from aedfleet.registry import Language, Person
 from alerting.model import AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import Channel, ChannelError, ChannelTimeoutError, RenderedNotice
 from alerting.notifiers.chat import (
@@ -29,7 +30,6 @@ from alerting.notifiers.sms import SmsNotifier, SmsSettings
 from alerting.notifiers.transport import HttpClient
 from alerting.notifiers.webhook import WebhookBody, webhook_signature
 from alerting.render import Renderer
-from ingest.registry.models import Language, Person
 from tests.brokers import free_port
 from tests.notify_support import (
     DETAILS,

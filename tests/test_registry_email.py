@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, EmailStr, ValidationError
 
-from ingest.registry.models import Language, Person
+from aedfleet.registry import Language, Person
 
 
 class ReferencePerson(BaseModel):

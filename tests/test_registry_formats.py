@@ -11,14 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.registry.errors import RegistryError, RowProblem
-from ingest.registry.importer import (
-    read_registry_file,
-    read_registry_files,
-    read_registry_source,
-    write_registry_file,
-)
-from ingest.registry.models import (
+from aedfleet.registry import (
     AccessMode,
     Assignment,
     Cabinet,
@@ -27,6 +20,13 @@ from ingest.registry.models import (
     Registry,
     Role,
     SiteType,
+)
+from ingest.registry.errors import RegistryError, RowProblem
+from ingest.registry.importer import (
+    read_registry_file,
+    read_registry_files,
+    read_registry_source,
+    write_registry_file,
 )
 
 CABINETS_CSV = (

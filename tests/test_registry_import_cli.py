@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.registry.models import Registry
-from ingest.store.store import StateStore
+from aedfleet.db.state import StateStore
+from aedfleet.registry import Registry
 from tests.commands import AEDFLEET, command_env
 from tests.postgres import (  # noqa: F401 - a fixture
     STORE_BACKENDS,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from aedfleet.registry import Assignment, Cabinet, Person, Registry, Role
 from ingest.registry.errors import RegistryError
 from ingest.registry.importer import (
     ImportPlan,
@@ -16,7 +17,6 @@ from ingest.registry.importer import (
     read_registry_files,
     read_registry_source,
 )
-from ingest.registry.models import Assignment, Cabinet, Person, Registry, Role
 from ingest.registry.records import MAX_RANK
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from aedfleet.registry import Language, Role
 from firmware_sim.cabinet import CabinetModel
 from firmware_sim.registry import coordinator_id, person_ids, simulated_registry
 from firmware_sim.scenario import FleetDefaults, Scenario, fleet_specs
-from ingest.registry.models import Language, Role
 
 
 def test_every_cabinet_has_a_captain_a_backup_and_a_coordinator() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.registry.models import Assignment, Cabinet, Person, Registry, Role, SiteType
-from ingest.store import StateStore
+from aedfleet.db import StateStore
+from aedfleet.registry import Assignment, Cabinet, Person, Registry, Role, SiteType
 
 CABINETS = 100_000
 

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aedfleet.contract import CabinetMessage, ConnectionState, EventType, Status
-from ingest.registry.models import (
+from aedfleet.db import StateStore, StoreError, migrate
+from aedfleet.registry import (
     AccessMode,
     Assignment,
     Cabinet,
@@ -28,14 +29,13 @@ from ingest.registry.models import (
     Role,
     SiteType,
 )
-from ingest.store import StateStore, StoreError, migrate
-from ingest.store.tables import metadata
-from ingest.twin import Twin
+from aedfleet.twin import Twin
 from tests.postgres import (  # noqa: F401 - a fixture
     STORE_BACKENDS,
     empty_postgres,
     postgres_database,
 )
+from tests.schema import metadata
 from tests.test_twin import (
     at,
     birth,

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy import Engine, delete, insert, select
 
 from aedfleet.contract import CabinetMessage
-from ingest.store.engine import WRITE, create_store_engine
-from ingest.store.migration import upgrade
-from ingest.store.sqlite_twins import TwinRows, select_twins, upsert_twins
-from ingest.store.tables import twins
-from ingest.twin import Twin, TwinValues
+from aedfleet.db.engine import WRITE, create_store_engine
+from aedfleet.db.migration import upgrade
+from aedfleet.db.sqlite_twins import TwinRows, select_twins, upsert_twins
+from aedfleet.db.tables import twins
+from aedfleet.twin import Twin, TwinValues
 from tests.test_twin import CABINET, fold, histories
 
 EVERY_SECTION = settings(

@@ -7,8 +7,8 @@ import contextlib
 import random
 
 from aedfleet.backoff import BackoffSettings
-from aedfleet.mqtt_consumer import ConsumerConnection
-from aedfleet.subscription import keep_subscribed
+from aedfleet.mqtt.consumer import ConsumerConnection
+from aedfleet.mqtt.subscription import keep_subscribed
 from tests.brokers import MosquittoBroker
 from tests.conftest import broker_settings
 from tests.recorder import eventually

@@ -29,8 +29,8 @@ from aedfleet.contract import (
     SelftestSchedule,
     Status,
 )
-from ingest.twin import EMPTY_TWIN_VALUES, Twin, apply_message, is_newer
-from ingest.twin import fold as fold_values
+from aedfleet.twin import EMPTY_TWIN_VALUES, Twin, apply_message, is_newer
+from aedfleet.twin import fold as fold_values
 from tests import twin_reference
 
 CABINET = "cab-0001"

@@ -1,7 +1,7 @@
 """The twin fold as it was before it worked on plain values: the oracle the fast fold
-(:func:`ingest.twin.fold`) is checked against in ``tests/test_twin.py``.
+(:func:`aedfleet.twin.fold`) is checked against in ``tests/test_twin.py``.
 
-Kept verbatim (a frozen :class:`ingest.twin.Twin` copied per message), so that any
+Kept verbatim (a frozen :class:`aedfleet.twin.Twin` copied per message), so that any
 behaviour the rewrite changed, even outside what the other twin tests pin down, shows.
 """
 
@@ -25,7 +25,7 @@ from aedfleet.contract import (
     Status,
 )
 from aedfleet.presence import apply_status
-from ingest.twin import Twin, is_newer
+from aedfleet.twin import Twin, is_newer
 
 
 def _stamp_if_newer(

@@ -33,9 +33,9 @@ from typing import Annotated, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aedfleet.contract import TimeZoneName, UtcTimestamp
+from aedfleet.registry import Cabinet, Language, Person, Role
 from alerting.errors import AlertingError
 from alerting.model import Alarm, NoticeKind
-from ingest.registry.models import Cabinet, Language, Person, Role
 
 __all__ = [
     "AlarmBrief",

@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from aedfleet.clock import Clock, SystemClock
 from aedfleet.redact import redact_url
+from aedfleet.registry import Person
 from alerting.model import Severity
 from alerting.notifiers.base import Channel, ChannelError, RenderedNotice
 from alerting.notifiers.transport import HttpAnswer, HttpClient, is_retryable_status
@@ -60,7 +61,6 @@ from alerting.notifiers.webhook import (
     json_bytes,
 )
 from alerting.render import DEFAULT_MAP_URL_TEMPLATE
-from ingest.registry.models import Person
 
 __all__ = [
     "ChatNotifier",

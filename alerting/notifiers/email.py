@@ -38,9 +38,9 @@ from typing import Final
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, model_validator
 
+from aedfleet.registry import Person
 from alerting.model import Severity
 from alerting.notifiers.base import Channel, ChannelError, ChannelTimeoutError, RenderedNotice
-from ingest.registry.models import Person
 
 __all__ = ["EmailNotifier", "SmtpSecurity", "SmtpSettings", "message_id"]
 

@@ -31,9 +31,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from aedfleet.redact import redact_url
+from aedfleet.registry import Person
 from alerting.notifiers.base import Channel, ChannelError, RenderedNotice
 from alerting.notifiers.transport import HttpAnswer, HttpClient, is_retryable_status
-from ingest.registry.models import Person
 
 __all__ = ["DEFAULT_SMS_BODY", "SmsNotifier", "SmsSettings", "check_sms_answer"]
 

@@ -50,11 +50,11 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 from aedfleet.contract import UtcTimestamp
+from aedfleet.registry import AccessMode, Language, Role, SiteType
 from alerting.model import AlarmState, AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import Channel, ChannelError, PriorPage, RenderedNotice
 from alerting.notifiers.transport import HttpAnswer, is_retryable_status
 from alerting.render import DEFAULT_MAP_URL_TEMPLATE, map_url
-from ingest.registry.models import AccessMode, Language, Role, SiteType
 
 __all__ = [
     "JSON_CONTENT_TYPE",

@@ -5,9 +5,9 @@ header row naming the columns; column order is free. A file is a *cabinets* file
 header has ``cabinet_id`` and a *people* file when it has ``person_id`` but no
 ``cabinet_id``.
 
-Cabinets: the :class:`~ingest.registry.models.Cabinet` fields, plus ``captain`` and
+Cabinets: the :class:`~aedfleet.registry.Cabinet` fields, plus ``captain`` and
 ``coordinator`` (one person id each) and ``backups`` (person ids separated by ``;`` in
-the order they are called). People: the :class:`~ingest.registry.models.Person` fields.
+the order they are called). People: the :class:`~aedfleet.registry.Person` fields.
 
 An empty cell means "not given": the field's default, or a missing value when the field
 is required. Dates are ``YYYY-MM-DD``. The columns are described in ``docs/registry.md``.
@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Final, TextIO
 
+from aedfleet.registry import Person, Registry
 from ingest.registry.errors import RegistryError, RowProblem, Source
-from ingest.registry.models import Person, Registry
 from ingest.registry.records import (
     BACKUP_SEPARATOR,
     CABINET_COLUMNS,

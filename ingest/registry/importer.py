@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
+from aedfleet.registry import Assignment, Cabinet, Person, Registry
 from ingest.registry.csv_format import parse_csv, write_cabinets_csv, write_people_csv
 from ingest.registry.errors import RegistryError, RowProblem, Source
-from ingest.registry.models import Assignment, Cabinet, Person, Registry
 from ingest.registry.osm import parse_geojson
 from ingest.registry.records import Origin, ParsedFile, Progress, RegistryBuilder, column_of
 from ingest.registry.yaml_format import dump_yaml, parse_yaml

@@ -39,8 +39,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from aedfleet.registry import AccessMode, Cabinet
 from ingest.registry.errors import RegistryError, RowProblem, Source
-from ingest.registry.models import AccessMode, Cabinet
 from ingest.registry.records import ParsedFile, Progress, RegistryBuilder, describe
 
 OPEN_ACCESS: Final = frozenset({"yes", "public", "permissive"})

@@ -4,7 +4,7 @@ A *row* is what one line of a cabinets or people CSV, or one item of a YAML list
 field names to text. Empty text means "not given" (the model's default, or missing when
 the field is required). A cabinet row also names the people who look after it in
 ``captain``, ``backups`` (rank order) and ``coordinator``; those become
-:class:`~ingest.registry.models.Assignment` records.
+:class:`~aedfleet.registry.Assignment` records.
 
 :class:`RegistryBuilder` turns rows into validated records, collecting every problem
 with its :class:`~ingest.registry.errors.Source`, and checks duplicates within a file.
@@ -24,8 +24,8 @@ from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from aedfleet.registry import Assignment, Cabinet, Person, PersonId, Registry, Role
 from ingest.registry.errors import RegistryError, RowProblem, Source
-from ingest.registry.models import Assignment, Cabinet, Person, PersonId, Registry, Role
 
 CABINET_FIELDS: Final = tuple(Cabinet.model_fields)
 PERSON_FIELDS: Final = tuple(Person.model_fields)

@@ -30,8 +30,8 @@ from typing import Any, Final
 
 import yaml
 
+from aedfleet.registry import Cabinet, Person, Registry
 from ingest.registry.errors import RegistryError, RowProblem, Source
-from ingest.registry.models import Cabinet, Person, Registry
 from ingest.registry.records import ParsedFile, Progress, RegistryBuilder, cabinet_rows
 
 _Loader: Final[type[Any]] = getattr(yaml, "CBaseLoader", yaml.BaseLoader)

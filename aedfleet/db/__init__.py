@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ingest.store.errors import StoreError
-from ingest.store.migration import migrate
-from ingest.store.store import StateStore
+from aedfleet.db.errors import StoreError
+from aedfleet.db.migration import migrate
+from aedfleet.db.state import StateStore
 
 __all__ = ["StateStore", "StoreError", "migrate"]

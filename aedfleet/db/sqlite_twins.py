@@ -7,11 +7,11 @@ pass and hand plain tuples to the driver's ``executemany``. They write exactly w
 SQLAlchemy writes and read what it reads (the store's contract tests read these rows
 back through SQLAlchemy, and the other way round):
 
-- timestamps (:class:`ingest.store.tables.UtcDateTime`): UTC as
+- timestamps (:class:`aedfleet.db.tables.UtcDateTime`): UTC as
   ``YYYY-MM-DD HH:MM:SS.ffffff``, read back with UTC attached;
 - dates: ``YYYY-MM-DD``; booleans: 0 and 1;
 - the JSON list of fault codes: ``json.dumps`` of the list (SQLAlchemy's serializer),
-  NULL for none; read back as a tuple, as :class:`ingest.twin.Twin` holds it;
+  NULL for none; read back as a tuple, as :class:`aedfleet.twin.Twin` holds it;
 - enumerations: their string values.
 
 Rows are written many to one ``INSERT`` statement: the driver lets go of the GIL for every
@@ -39,8 +39,8 @@ from typing import Any, Final, get_args
 
 from sqlalchemy import JSON, Boolean, Connection, Date, String
 
-from ingest.store.tables import UtcDateTime, twins
-from ingest.twin import Twin, TwinValues
+from aedfleet.db.tables import UtcDateTime, twins
+from aedfleet.twin import Twin, TwinValues
 
 __all__ = ["TwinRows", "select_twins", "upsert_twins"]
 

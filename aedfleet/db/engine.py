@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from aedfleet.db.errors import StoreError
 from aedfleet.redact import redact_url
-from ingest.store.errors import StoreError
 
 WRITE: Final[dict[str, Any]] = {"aedfleet_write": True}
 """Execution options of a connection that will write (``BEGIN IMMEDIATE`` on SQLite)."""

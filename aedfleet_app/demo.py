@@ -4,7 +4,7 @@ AED captain system paging people about what goes wrong.
 Nothing to install or configure: the broker runs in this process on a free loopback
 port, and the fleet's clock runs faster than wall time so that hours of door openings,
 escalations and injected faults pass in minutes. The watcher that feeds the traffic view
-also feeds the alerting engine (:mod:`aedfleet.demo_alerting`), whose pages, answers and
+also feeds the alerting engine (:mod:`aedfleet_app.demo_alerting`), whose pages, answers and
 resolutions are printed between the events; a summary of both ends the run.
 
 The clock starts shortly before 01:00 in Shenzhen, where the simulated registry places
@@ -25,10 +25,10 @@ from zoneinfo import ZoneInfo
 
 from aedfleet.clock import ScaledClock
 from aedfleet.contract import subscription
-from aedfleet.demo_alerting import DemoAlerting, demo_settings
-from aedfleet.embedded_broker import EmbeddedBroker
 from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection
-from aedfleet.traffic import TrafficView
+from aedfleet_app.demo_alerting import DemoAlerting, demo_settings
+from aedfleet_app.embedded_broker import EmbeddedBroker
+from aedfleet_app.traffic import TrafficView
 from firmware_sim.fleet import FleetSettings, FleetStats, SimulatedFleet
 from firmware_sim.registry import simulated_registry
 from firmware_sim.scenario import SCENARIO_DIR, Scenario, load_scenario

@@ -4,9 +4,9 @@ Synchronous by design (SQLAlchemy Core); the ingest service calls it from a work
 thread. The store is safe to share between threads and between processes writing the
 same database: every write is one transaction, and twins are updated read-modify-write
 under a lock (the affected rows on PostgreSQL, the database on SQLite), with the pure
-:func:`ingest.twin.fold` doing the modify.
+:func:`aedfleet.twin.fold` doing the modify.
 
-Only :mod:`ingest.registry.models` values, :class:`ingest.twin.Twin` and
+Only :mod:`aedfleet.registry` values, :class:`aedfleet.twin.Twin` and
 :class:`StoreError` cross this interface; SQLAlchemy stays inside.
 """
 
@@ -26,13 +26,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from aedfleet.contract import CabinetMessage
-from ingest.registry.models import Assignment, Cabinet, Person, Registry, Role
-from ingest.store import sqlite_records, sqlite_twins
-from ingest.store.base import DatabaseStore, open_migrated
-from ingest.store.engine import DEFAULT_TIMEOUT_S
-from ingest.store.errors import StoreError
-from ingest.store.tables import assignments, cabinets, people, registry_revision, twins
-from ingest.twin import EMPTY_TWIN_VALUES, Twin, TwinValues, fold
+from aedfleet.db import sqlite_records, sqlite_twins
+from aedfleet.db.base import DatabaseStore, open_migrated
+from aedfleet.db.engine import DEFAULT_TIMEOUT_S
+from aedfleet.db.errors import StoreError
+from aedfleet.db.tables import assignments, cabinets, people, registry_revision, twins
+from aedfleet.registry import Assignment, Cabinet, Person, Registry, Role
+from aedfleet.twin import EMPTY_TWIN_VALUES, Twin, TwinValues, fold
 
 __all__ = ["StateStore", "StoreError"]
 
@@ -264,8 +264,8 @@ class StateStore(DatabaseStore):
         Safe with several writers: on PostgreSQL the affected twin rows are locked
         (``SELECT … FOR UPDATE``, in cabinet id order, after inserting the missing ones so
         that they can be locked too); on SQLite the transaction takes the write lock first.
-        Each twin is folded as plain values (:func:`ingest.twin.fold`), and only those
-        that changed are written back; on SQLite through :mod:`ingest.store.sqlite_twins`,
+        Each twin is folded as plain values (:func:`aedfleet.twin.fold`), and only those
+        that changed are written back; on SQLite through :mod:`aedfleet.db.sqlite_twins`,
         which also remembers the twins it wrote so that the next batch need not read them.
         """
         if not messages:

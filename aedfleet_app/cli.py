@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import typer
 
 from aedfleet import contract
-from aedfleet.broker_cli import broker_app
 from aedfleet.logs import LOG_LEVELS, configure_logging
 from aedfleet.service import StartupError, first_error, run_until_signalled
 from aedfleet.settings import ConfigError
+from aedfleet_app.broker_cli import broker_app
 from alerting.cli import alarms_app, inspections_app, silences_app
 from firmware_sim import MAX_CABINETS
 
@@ -103,7 +103,7 @@ def demo(
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Simulated fleet + embedded MQTT broker + live traffic view; nothing to install."""
-    from aedfleet.demo import run_demo
+    from aedfleet_app.demo import run_demo
 
     configure_logging(log_level)
     run_until_signalled(run_demo(cabinets, duration or None, clock_scale, typer.echo))
@@ -139,10 +139,10 @@ def sim(
 
     from pydantic import SecretBytes, ValidationError
 
-    from aedfleet.broker_cli import ProvisioningFileError, read_secret
     from aedfleet.clock import ScaledClock
     from aedfleet.mqtt import MqttSettings, TlsSettings
     from aedfleet.settings import describe_problems
+    from aedfleet_app.broker_cli import ProvisioningFileError, read_secret
     from firmware_sim.errors import ScenarioError
     from firmware_sim.fleet import FleetSettings, FleetStats, SimulatedFleet
     from firmware_sim.scenario import Scenario, load_scenario
@@ -212,10 +212,10 @@ def ingest(
     log_level: LogLevel = "INFO",
 ) -> None:
     """Subscribe to the fleet and write every valid message to InfluxDB and the state store."""
+    from aedfleet.db.errors import StoreError
     from aedfleet.settings import load_settings
     from ingest.config import IngestSettings
     from ingest.service import IngestService
-    from ingest.store.errors import StoreError
 
     configure_logging(log_level)
     try:
@@ -231,11 +231,11 @@ def alerting(
     log_level: LogLevel = "INFO",
 ) -> None:
     """Ingest plus alerting: rules, alarms, paging of captains, ack links and the API."""
+    from aedfleet.db.errors import StoreError
     from aedfleet.settings import load_settings
     from alerting.config import AlertingSettings
     from alerting.service import AlertingService
     from alerting.store import AlarmStoreError
-    from ingest.store.errors import StoreError
 
     configure_logging(log_level)
     try:
@@ -254,9 +254,9 @@ def registry_import(
     """Import cabinets and people: all of a file or none of it, never deleting."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from aedfleet.db.state import StateStore, StoreError
     from ingest.registry.errors import RegistryError
     from ingest.registry.importer import plan_import, read_registry_files
-    from ingest.store.store import StateStore, StoreError
 
     try:
         with Progress(
@@ -303,9 +303,9 @@ def registry_export(
     store: StoreOption = DEFAULT_STORE_URL,
 ) -> None:
     """Write the whole registry in an importable format."""
+    from aedfleet.db.state import StateStore, StoreError
     from ingest.registry.errors import RegistryError
     from ingest.registry.importer import write_registry_file
-    from ingest.store.store import StateStore, StoreError
 
     try:
         with StateStore.open(store) as state:
@@ -338,9 +338,9 @@ def dispatch(ctx: typer.Context, config: ConfigOption = None, log_level: LogLeve
         raise typer.BadParameter(
             "the dispatch service needs its TOML file", param_hint="'--config'"
         )
+    from aedfleet.db.errors import StoreError
     from dispatch.cli import prepare_service
     from dispatch.errors import OutboxError
-    from ingest.store.errors import StoreError
 
     configure_logging(log_level)
     try:

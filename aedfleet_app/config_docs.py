@@ -3,7 +3,7 @@
 Every key of every service's settings, with its type and bounds, its default (never a
 secret's), its description and the environment variable that sets it, between two markers
 so that the prose around them stays hand-written. ``make docs`` (``python -m
-aedfleet.config_docs``) rewrites the file; ``tests/test_config_docs.py`` fails when the
+aedfleet_app.config_docs``) rewrites the file; ``tests/test_config_docs.py`` fails when the
 committed file differs from what this module writes.
 """
 
@@ -29,7 +29,7 @@ from dispatch.config import DispatchSettings
 from edge_agent.config import AgentSettings
 from ingest.config import IngestSettings
 
-BEGIN = "<!-- BEGIN GENERATED: python -m aedfleet.config_docs (make docs) -->"
+BEGIN = "<!-- BEGIN GENERATED: python -m aedfleet_app.config_docs (make docs) -->"
 END = "<!-- END GENERATED -->"
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 

@@ -1,9 +1,13 @@
 """The state store's schema (SQLAlchemy Core), portable across SQLite and PostgreSQL.
 
 The migrations in ``migrations/versions`` create exactly this; a test compares the two.
-Columns are named after the fields of the values they hold (:mod:`ingest.registry.models`
-and :class:`ingest.twin.Twin`) so that rows and values convert by name. Enumerations are
+Columns are named after the fields of the values they hold (:mod:`aedfleet.registry`
+and :class:`aedfleet.twin.Twin`) so that rows and values convert by name. Enumerations are
 stored as their string values (no database enum types to migrate when one grows).
+
+Alerting and dispatch keep their tables in the same database, on this ``metadata`` and
+in the same migration chain (``alerting/tables.py``, ``dispatch/tables.py``); each
+component's module adds its tables when imported, so nothing here imports a component.
 
 ``twins`` has no foreign key to ``cabinets``: a cabinet may report before the registry
 lists it, and ingest decides what to do with such cabinets, not the schema.
@@ -134,7 +138,7 @@ registry_revision = Table(
 
 
 def _stamp(section: str, boot_column: str | None = None) -> list[Column[object]]:
-    """The (boot id, seq, ts) stamp of a twin section; see :func:`ingest.twin.is_newer`."""
+    """The (boot id, seq, ts) stamp of a twin section; see :func:`aedfleet.twin.is_newer`."""
     return [
         Column(boot_column or f"{section}_boot_id", String(BOOT_ID_LENGTH)),
         Column(f"{section}_seq", BigInteger),
@@ -192,10 +196,3 @@ twins = Table(
     Column("first_seen", UtcDateTime),
     Column("last_seen", UtcDateTime),
 )
-
-# Alerting keeps its tables in this database, this metadata and this migration chain
-# (alerting/tables.py, migration 0002), and so does dispatch (dispatch/tables.py, 0003).
-# Importing them here makes ``metadata`` the whole schema for every user of it:
-# migrations, and the test comparing them with the tables.
-import alerting.tables  # noqa: E402, F401
-import dispatch.tables  # noqa: E402, F401

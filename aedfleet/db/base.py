@@ -7,7 +7,7 @@ the write lock first for writing. SQLAlchemy's errors become the store's own err
 saying what was being done and in which database, so that no library exception leaves
 a store.
 
-:class:`ingest.store.StateStore`, :class:`alerting.store.AlarmStore` and
+:class:`aedfleet.db.StateStore`, :class:`alerting.store.AlarmStore` and
 :class:`dispatch.outbox.DispatchOutbox` derive from :class:`DatabaseStore`; they differ in
 what they keep and in the error they raise (the outbox also makes its writers take turns).
 """
@@ -22,9 +22,9 @@ from typing import ClassVar, Self
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ingest.store.engine import WRITE, create_store_engine, describe, reason
-from ingest.store.errors import StoreError
-from ingest.store.migration import upgrade
+from aedfleet.db.engine import WRITE, create_store_engine, describe, reason
+from aedfleet.db.errors import StoreError
+from aedfleet.db.migration import upgrade
 
 
 def open_migrated(url: str, timeout_s: float) -> Engine:

@@ -1,4 +1,4 @@
-"""MQTT adapter: paho-mqtt 2 driven by the asyncio event loop.
+"""The general MQTT adapter: paho-mqtt 2 driven by the asyncio event loop.
 
 Why not aiomqtt: measured here, aiomqtt drains about 3x slower than paho-mqtt and runs
 a keep-alive timer per client whose idle CPU grows with the number of clients, which
@@ -6,24 +6,8 @@ matters for a simulator holding thousands of connections in one process. This ad
 registers paho's socket with the event loop (no thread per client) and services every
 client's keep-alive from one shared :class:`KeepAliveTicker`.
 
-The ingest, which drains one connection at tens of thousands of messages a second and
-acknowledges in bulk, uses :class:`aedfleet.mqtt_consumer.ConsumerConnection` instead:
-the same settings, messages and errors, without paho's per-packet cost.
-
-Exceptions: everything raised here is an :class:`MqttError`; paho's error codes and
-socket errors are translated in this module and nowhere else. Both adapters (this one and
-:class:`aedfleet.mqtt_consumer.ConsumerConnection`) raise the same type for the same
-failure::
-
-    MqttError                   what the broker's limits do not allow (checked before sending)
-    ├── MqttConnectError        the broker could not be reached or refused the connection
-    ├── MqttNotConnectedError   an operation needs a connection that is gone
-    ├── MqttRefusedError        the broker refused a publish (PUBACK) or a subscription
-    │                           (SUBACK); ``reason_code`` is the broker's MQTT 5 reason code
-    ├── MqttTimeoutError        a broker still connected sent no PUBACK or SUBACK in time
-    ├── MqttQueueFullError      the outgoing queue is at its bound; the message was not queued
-    └── MqttProtocolError       (:mod:`aedfleet.mqtt_consumer`) the broker sent a packet that
-                                cannot be read; the connection ends
+paho's error codes and socket errors are translated to :mod:`aedfleet.mqtt.errors` in
+this module and nowhere else.
 """
 
 from __future__ import annotations
@@ -35,124 +19,26 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Self
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from aedfleet.redact import redact_url
-
-T = TypeVar("T")
+from aedfleet.mqtt.errors import (
+    MqttConnectError,
+    MqttNotConnectedError,
+    MqttQueueFullError,
+    MqttRefusedError,
+    MqttTimeoutError,
+)
+from aedfleet.mqtt.message import InboundMessage, Will, await_answer
+from aedfleet.mqtt.settings import MqttSettings
 
 log = logging.getLogger(__name__)
-
-
-class MqttError(Exception):
-    """Root of the adapter's errors."""
-
-
-class MqttConnectError(MqttError):
-    """The broker could not be reached, or it refused the connection."""
-
-
-class MqttNotConnectedError(MqttError):
-    """The operation needs a live connection."""
-
-
-class MqttRefusedError(MqttError):
-    """The broker answered a publish or a subscription with a failure.
-
-    ``reason_code`` is the broker's MQTT 5 reason code (0x87 Not authorized, 0x8F Topic
-    Filter invalid…), or, for a subscription granted a lower QoS than asked, the granted
-    QoS (0x00 or 0x01, which MQTT 5 also calls reason codes).
-    """
-
-    def __init__(self, message: str, reason_code: int) -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
-
-
-class MqttTimeoutError(MqttError):
-    """The broker, still connected, did not answer (PUBACK, SUBACK) within the timeout.
-
-    The connection stays up; whether the message was delivered is unknown.
-    """
-
-
-class MqttQueueFullError(MqttError):
-    """The connection already holds its bound of messages not yet acknowledged; the new
-    one was not queued (the caller keeps it and retries after acknowledgements)."""
-
-
-class TlsSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ca_file: str | None = Field(default=None, description="CA bundle; system CAs when unset")
-    cert_file: str | None = None
-    key_file: str | None = None
-    verify_hostname: bool = True
-
-
-class MqttSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65_535)
-    protocol: Literal["5", "3.1.1"] = "5"
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsSettings | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=3_600)
-    connect_timeout_s: float = Field(default=10, gt=0, le=120)
-
-    @property
-    def endpoint(self) -> str:
-        scheme = "mqtts" if self.tls else "mqtt"
-        return f"{scheme}://{self.host}:{self.port}"
-
-    @classmethod
-    def from_url(cls, url: str, **overrides: Any) -> MqttSettings:
-        """``mqtt://host:port`` or ``mqtts://user:pass@host:port`` (TLS with system CAs)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(
-                f"broker URL {redact_url(url)!r} is not mqtt://host[:port] or mqtts://…"
-            )
-        values: dict[str, Any] = {
-            "host": parts.hostname,
-            "port": parts.port or (8883 if parts.scheme == "mqtts" else 1883),
-            "username": parts.username,
-            "password": parts.password,
-            "tls": TlsSettings() if parts.scheme == "mqtts" else None,
-        }
-        values.update(overrides)
-        return cls.model_validate(values)
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    mid: int = 0
-    user_properties: tuple[tuple[str, str], ...] = ()
-    """MQTT 5 User Property pairs in the order sent; empty in MQTT 3.1.1."""
 
 
 class KeepAliveTicker:
@@ -192,17 +78,6 @@ class KeepAliveTicker:
 MAX_PACKETS_PER_READ = 1_000
 DEFAULT_MAX_QUEUED = 10_000
 MAX_PACKET_IDS = 65_535
-
-
-async def await_answer(waiter: asyncio.Future[T], timeout_s: float) -> T:
-    """Wait for a broker's answer (PUBACK, SUBACK) for at most ``timeout_s``.
-
-    Not ``asyncio.wait_for``: on Python 3.11 it returns the result instead of raising
-    ``CancelledError`` when the answer and a cancellation arrive in the same turn of the
-    loop (CPython gh-86296), so a service stopped just then would carry on.
-    """
-    async with asyncio.timeout(timeout_s):
-        return await waiter
 
 
 def _has_pending_bytes(sock: object) -> bool:

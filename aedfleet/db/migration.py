@@ -11,8 +11,8 @@ from alembic.util import CommandError
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ingest.store.engine import WRITE, create_store_engine, describe, reason
-from ingest.store.errors import StoreError
+from aedfleet.db.engine import WRITE, create_store_engine, describe, reason
+from aedfleet.db.errors import StoreError
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key: one migration at a time when several services start together.

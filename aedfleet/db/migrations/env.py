@@ -1,19 +1,34 @@
 """Alembic environment of the state store.
 
-Run through :func:`ingest.store.migrate` (or :meth:`ingest.store.StateStore.open`), which
+Run through :func:`aedfleet.db.migrate` (or :meth:`aedfleet.db.StateStore.open`), which
 passes an open connection in ``config.attributes["connection"]`` inside its own
-transaction. For development, ``alembic -c ingest/store/alembic.ini -x url=URL ...``
+transaction. For development, ``alembic -c aedfleet/db/alembic.ini -x url=URL ...``
 works too (``--sql`` for offline SQL).
 """
 
 from __future__ import annotations
 
-from alembic import context
-from sqlalchemy import Connection, create_engine
+import importlib
 
-from ingest.store.tables import metadata
+from alembic import context
+from sqlalchemy import Connection, MetaData, create_engine
 
 config = context.config
+
+
+def _metadata() -> MetaData | None:
+    """The schema the chain must build, for ``--autogenerate``: every component's tables.
+
+    The chain itself is plain DDL and imports no component; the modules that declare
+    tables are named in ``alembic.ini`` (``table_modules``), so the ground layer does not
+    depend on the components above it.
+    """
+    names = (config.get_main_option("table_modules") or "").split()
+    modules = [importlib.import_module(name) for name in names]
+    return modules[0].metadata if modules else None
+
+
+metadata = _metadata()
 
 
 def _url() -> str:

@@ -36,8 +36,6 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ingest.errors import IngestError
-
 __all__ = ["InfluxError", "InfluxSettings", "InfluxWriteError", "InfluxWriter"]
 
 log = logging.getLogger(__name__)
@@ -73,7 +71,7 @@ class InfluxSettings(BaseModel):
     )
 
 
-class InfluxError(IngestError):
+class InfluxError(Exception):
     """Root of the InfluxDB adapter's errors."""
 
 

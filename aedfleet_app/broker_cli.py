@@ -110,7 +110,7 @@ def broker_config(
     generations_file: GenerationsOption = None,
 ) -> None:
     """Write passwd (Mosquitto 2 hashes), acl and mosquitto.conf for every registry cabinet."""
-    from ingest.store.store import StateStore, StoreError
+    from aedfleet.db.state import StateStore, StoreError
 
     try:
         secret = read_secret(secret_file)

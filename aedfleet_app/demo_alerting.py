@@ -49,7 +49,9 @@ from pydantic import SecretStr
 
 from aedfleet.clock import Clock
 from aedfleet.contract import CabinetMessage, ContractError, decode_cabinet_message
+from aedfleet.db import StateStore
 from aedfleet.mqtt import InboundMessage
+from aedfleet.registry import Person, Registry, Role
 from alerting.config import AlertingSettings, HttpSettings, LinkSettings
 from alerting.engine import AlertingEngine, OutgoingMessage
 from alerting.http import AlertingHttp
@@ -60,8 +62,6 @@ from alerting.notifiers.delivery import Deliverer, DeliveryReport
 from alerting.quiet import QuietSettings
 from alerting.readiness import FleetReadiness
 from alerting.store import AlarmStore
-from ingest.registry.models import Person, Registry, Role
-from ingest.store import StateStore
 
 __all__ = [
     "ACK_DELAY",
