@@ -233,16 +233,15 @@ def alerting(
     """Ingest plus alerting: rules, alarms, paging of captains, ack links and the API."""
     from aedfleet.db.errors import StoreError
     from aedfleet.settings import load_settings
-    from alerting.config import AlertingSettings
-    from alerting.service import AlertingService
+    from aedfleet_app.alerting_process import AlertingProcess, AlertingProcessSettings
     from alerting.store import AlarmStoreError
 
     configure_logging(log_level)
     try:
-        settings = load_settings(AlertingSettings, config)
+        settings = load_settings(AlertingProcessSettings, config)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    _serve(AlertingService(settings).run(), StoreError, AlarmStoreError)
+    _serve(AlertingProcess(settings).run(), StoreError, AlarmStoreError)
 
 
 @registry_app.command("import")

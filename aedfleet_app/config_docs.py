@@ -24,7 +24,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from aedfleet.settings import FileThenEnvSettings, env_name, is_secret_key
-from alerting.config import AlertingSettings
+from aedfleet_app.alerting_process import AlertingProcessSettings
 from dispatch.config import DispatchSettings
 from edge_agent.config import AgentSettings
 from ingest.config import IngestSettings
@@ -36,7 +36,7 @@ DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 SERVICES: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("agent", "aedfleet agent --config cabinet.toml", AgentSettings),
     ("ingest", "aedfleet ingest --config ingest.toml", IngestSettings),
-    ("alerting", "aedfleet alerting --config alerting.toml", AlertingSettings),
+    ("alerting", "aedfleet alerting --config alerting.toml", AlertingProcessSettings),
     ("dispatch", "aedfleet dispatch --config dispatch.toml", DispatchSettings),
 )
 # Longer defaults (the built-in AED models, escalation steps) are summarised by their size.

@@ -162,7 +162,7 @@ def add_silence(
     except SilenceError as exc:
         raise _fail(str(exc)) from None
     with _store(store) as alarms:
-        silence = alarms.add_silence(
+        silence = alarms.silences.add(
             starts_at=accepted.starts_at,
             ends_at=accepted.ends_at,
             reason=accepted.reason,
@@ -178,7 +178,7 @@ def add_silence(
 def list_silences(store: StoreOption = DEFAULT_STORE_URL, as_json: JsonOption = False) -> None:
     """The silences in force now."""
     with _store(store) as alarms:
-        found = alarms.silences(active_at=_now())
+        found = alarms.silences.all(active_at=_now())
     if as_json:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in found], ensure_ascii=False))
         return
@@ -205,7 +205,7 @@ def end_silence(silence_id: int, store: StoreOption = DEFAULT_STORE_URL) -> None
 
     with _store(store) as alarms:
         try:
-            alarms.end_silence(silence_id, _now())
+            alarms.silences.end(silence_id, _now())
         except AlarmStoreError as exc:
             raise _fail(str(exc)) from None
     typer.echo(f"silence {silence_id} ended")
@@ -250,7 +250,7 @@ def record_inspection(
         raise _fail(describe_problems(exc, Inspection)) from None
     with _store(store) as alarms:
         try:
-            result = alarms.record_inspection(inspection)
+            result = alarms.inspections.record(inspection)
         except AlarmStoreError as exc:
             raise _fail(str(exc)) from None
     changed = [

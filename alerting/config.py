@@ -1,10 +1,11 @@
 """The alerting service's configuration (``aedfleet alerting --config alerting.toml``).
 
-The alerting service runs the ingest pipeline with alerting plugged into its message
-seam, so its file holds an ``[ingest]`` section (the same keys as the ingest's own file)
-beside the rules, escalation, quiet hours, notifiers, links and the HTTP endpoint.
-Every section has working defaults except the link secret, which must be set: a
-default secret would let anyone forge acknowledgement links. Link secrets are
+These are the alerting sections: the rules, escalation, quiet hours, notifiers, links
+and the HTTP endpoint. The ``aedfleet alerting`` process runs the ingest pipeline with
+alerting on its seam, so its file also holds an ``[ingest]`` section (the same keys as the
+ingest's own file; :mod:`aedfleet_app.alerting_process` adds it). Every section has
+working defaults except the link secret, which must be set: a default secret would let
+anyone forge acknowledgement links. Link secrets are
 :data:`~aedfleet.settings.SigningKey` values (at least 32 bytes), and like every secret
 they are refused while they hold the example's placeholder.
 """
@@ -24,7 +25,6 @@ from alerting.notifiers.delivery import NotifySettings
 from alerting.quiet import QuietSettings
 from alerting.rule_config import RuleConfig
 from alerting.silences import SilenceLimits
-from ingest.config import IngestSettings
 
 
 class _Section(BaseModel):
@@ -100,7 +100,6 @@ class SchedulerSettings(_Section):
 
 
 class AlertingSettings(FileThenEnvSettings):
-    ingest: IngestSettings = IngestSettings()
     rules: RuleConfig = RuleConfig()
     escalation: EscalationPolicies = EscalationPolicies()
     hysteresis: Hysteresis = Hysteresis()

@@ -160,7 +160,7 @@ class AlertingEngine:
                 by_cabinet.setdefault(message.cabinet_id, []).append(message)
         if not by_cabinet:
             return
-        stored = self._alarms.load_facts(by_cabinet)
+        stored = self._alarms.facts.load(by_cabinet)
         facts: dict[str, CabinetFacts] = {}
         for cabinet_id, cabinet_messages in by_cabinet.items():
             text = stored.get(cabinet_id)
@@ -170,7 +170,7 @@ class AlertingEngine:
                 folded = observe(folded, message, spec)
             if folded is not None:
                 facts[cabinet_id] = folded
-        self._alarms.save_facts({key: value.to_json() for key, value in facts.items()})
+        self._alarms.facts.save({key: value.to_json() for key, value in facts.items()})
         self._measure_lag(messages, now)
         self._evaluate(list(by_cabinet), now, facts)
 
@@ -197,7 +197,7 @@ class AlertingEngine:
     def evaluate(self, cabinet_ids: Iterable[str], now: datetime) -> None:
         """Evaluate these cabinets at ``now`` from their stored twins and facts."""
         known = [c for c in cabinet_ids if c in self._registry.cabinets]
-        stored = self._alarms.load_facts(known)
+        stored = self._alarms.facts.load(known)
         facts = {
             cabinet_id: CabinetFacts.from_json(text) for cabinet_id, text in stored.items() if text
         }
@@ -218,7 +218,7 @@ class AlertingEngine:
         self, cabinet_ids: Sequence[str], now: datetime, facts: Mapping[str, CabinetFacts]
     ) -> None:
         active = self._alarms.active_alarms(cabinet_ids)
-        inspections = self._alarms.last_inspections(cabinet_ids)
+        inspections = self._alarms.inspections.last(cabinet_ids)
         twins = self._state.twins_of(cabinet_ids)
         lag = self._judging_lag(now)
         judged_at = now - lag
@@ -339,7 +339,7 @@ class AlertingEngine:
         return alarm
 
     def record_inspection(self, inspection: Inspection, now: datetime) -> InspectionResult:
-        result = self._alarms.record_inspection(inspection)
+        result = self._alarms.inspections.record(inspection)
         if result.pads_expiry_updated or result.battery_expiry_updated:
             self.refresh_registry()
         self.evaluate([inspection.cabinet_id], now)
@@ -373,7 +373,7 @@ class AlertingEngine:
         policies = self.settings.escalation
         claimed = self._alarms.claim_due(now)
         # Read once per round, not once per page: a round may page for many alarms.
-        silences = self._alarms.silences(active_at=now) if claimed else []
+        silences = self._alarms.silences.all(active_at=now) if claimed else []
         for alarm, state in claimed:
             pages, advanced = advance(alarm, state, policies.for_severity(state.severity), now)
             for page in pages:

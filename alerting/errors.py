@@ -8,7 +8,7 @@ concept::
     AlertingError
     ├── LifecycleError           (lifecycle) a change the alarm lifecycle cannot apply
     ├── EscalationError          (escalation) an escalation advanced with the wrong alarm
-    ├── AlarmStoreError          (store) the database failed, or the request cannot be done
+    ├── AlarmStoreError          the alarm store's database failed, or the request cannot be done
     │   ├── AlarmNotFoundError       no alarm has that id; .alarm_id
     │   └── TransitionRefusedError   the lifecycle forbids it (acknowledging a resolved alarm)
     ├── SilenceError             (silences) a well-formed silence that cannot be accepted now
@@ -27,3 +27,17 @@ from __future__ import annotations
 
 class AlertingError(Exception):
     """Root of alerting's errors; each module derives its own."""
+
+
+class AlarmStoreError(AlertingError):
+    """The alarm store could not do what was asked; the message says what and why."""
+
+
+class AlarmNotFoundError(AlarmStoreError):
+    def __init__(self, alarm_id: int) -> None:
+        super().__init__(f"no alarm has the id {alarm_id}")
+        self.alarm_id = alarm_id
+
+
+class TransitionRefusedError(AlarmStoreError):
+    """The alarm lifecycle does not allow the transition (the message says why)."""

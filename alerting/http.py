@@ -456,7 +456,7 @@ class AlertingHttp:
     async def _list_silences(self, request: web.Request) -> web.Response:
         async def work(query: _SilencesQuery) -> web.Response:
             found = await self._call(
-                self._alarms.silences, self._clock.now() if query.active else None
+                self._alarms.silences.all, self._clock.now() if query.active else None
             )
             return _json([silence.model_dump(mode="json") for silence in found])
 
@@ -470,7 +470,7 @@ class AlertingHttp:
             )
             accepted = accept(request_only, limits=self._limits, now=self._clock.now())
             silence = await self._call(
-                self._alarms.add_silence,
+                self._alarms.silences.add,
                 starts_at=accepted.starts_at,
                 ends_at=accepted.ends_at,
                 reason=accepted.reason,
@@ -487,10 +487,10 @@ class AlertingHttp:
         async def work(_: _Query) -> web.Response:
             silence_id = _path_id(request, "silence_id")
             # Silences are never deleted, so one not listed now never existed.
-            known = await self._call(self._alarms.silences, None)
+            known = await self._call(self._alarms.silences.all, None)
             if all(silence.silence_id != silence_id for silence in known):
                 return _problem(404, f"no silence has the id {silence_id}")
-            silence = await self._call(self._alarms.end_silence, silence_id, self._clock.now())
+            silence = await self._call(self._alarms.silences.end, silence_id, self._clock.now())
             return _json(silence.model_dump(mode="json"))
 
         return await self._api(request, work, _Query)

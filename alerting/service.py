@@ -1,10 +1,11 @@
-"""The alerting service: the ingest pipeline with alerting on its seam, the scheduler,
-the notifiers and the HTTP endpoint, in one process (``aedfleet alerting``).
+"""The alerting service: the engine, the scheduler, the notifiers and the HTTP endpoint.
 
-- The ingest (:class:`ingest.service.IngestService`) hands every batch of accepted
-  messages to :meth:`AlertingService.accept` after the twins are written and before the
-  batch is acknowledged to the broker, so a crash re-delivers what alerting had not
-  finished (its steps are idempotent).
+- Messages come in through :meth:`AlertingService.accept`, a sink of the ingest: the
+  ``aedfleet alerting`` process (:mod:`aedfleet_app.alerting_process`) runs the ingest
+  pipeline with this service on its seam, which hands over every batch of accepted
+  messages after the twins are written and before the batch is acknowledged to the
+  broker, so a crash re-delivers what alerting had not finished (its steps are
+  idempotent). :attr:`AlertingService.started` tells when it can take them.
 - APScheduler runs the time-driven work: every ``scheduler.tick_s`` the cabinets whose
   deadlines came are evaluated and due escalations advanced; the digests, the
   readiness snapshot and the registry refresh run on their own intervals.
@@ -33,7 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from aedfleet.clock import Clock, SystemClock
 from aedfleet.contract import CabinetMessage
 from aedfleet.db import StateStore
-from aedfleet.influx.writer import InfluxError, InfluxWriter
+from aedfleet.influx.writer import InfluxError, InfluxSettings, InfluxWriter
 from alerting.config import AlertingSettings
 from alerting.engine import AlertingEngine, OutgoingMessage
 from alerting.http import AlertingHttp
@@ -41,7 +42,6 @@ from alerting.links import LinkSigner
 from alerting.notifiers.delivery import Deliverer
 from alerting.notifiers.setup import notifiers_for
 from alerting.store import AlarmStore
-from ingest.service import IngestService
 
 log = logging.getLogger(__name__)
 # A tick that finds the previous one still running is skipped on purpose (the work is
@@ -57,14 +57,18 @@ class AlertingService:
     def __init__(
         self,
         settings: AlertingSettings,
+        *,
+        store_url: str,
+        influx: InfluxSettings,
         clock: Clock | None = None,
         deliverer: Deliverer | None = None,
     ) -> None:
         self.settings = settings
+        self.store_url = store_url
+        self.influx = influx
         self.clock = clock or SystemClock()
-        self.ready = asyncio.Event()
+        self.started = asyncio.Event()
         self.http_port: int | None = None
-        self.ingest = IngestService(settings.ingest, sinks=[self])
         self._deliverer = deliverer
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerting-store")
         self._engine: AlertingEngine | None = None
@@ -97,7 +101,7 @@ class AlertingService:
         settings = self.settings
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self._thread.shutdown, wait=True)
-            url = settings.ingest.store_url
+            url = self.store_url
             state = await self.call(StateStore.open, url)
             stack.push_async_callback(self.call, state.close)
             alarms = await self.call(AlarmStore.open, url, policies=settings.escalation)
@@ -115,7 +119,7 @@ class AlertingService:
             if deliverer is None:
                 notifiers = await stack.enter_async_context(notifiers_for(settings.notify))
                 deliverer = Deliverer.configured(notifiers, settings.notify, clock=self.clock)
-            writer = await stack.enter_async_context(InfluxWriter(settings.ingest.influx))
+            writer = await stack.enter_async_context(InfluxWriter(self.influx))
             http = await stack.enter_async_context(
                 AlertingHttp(
                     settings.http,
@@ -133,11 +137,9 @@ class AlertingService:
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.ingest.run(), name="alerting-ingest")
                 tasks.create_task(self._delivery_loop(deliverer), name="alerting-delivery")
                 tasks.create_task(self._points_loop(writer), name="alerting-points")
-                await self.ingest.subscribed.wait()
-                self.ready.set()
+                self.started.set()
 
     # -- scheduled work ------------------------------------------------------------------
 

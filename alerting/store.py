@@ -1,5 +1,11 @@
-"""The alarm store: alarms, their history and escalations, the notification outbox,
-silences, inspections and the rules' facts, in the state store's database.
+"""The alarm store: alarms, their history and escalations, and the notification outbox,
+in the state store's database; transactions tie these three together (an
+acknowledgement stops the escalation and withdraws pending pages at once).
+
+The records no transaction ties to alarms have stores of their own on the same engine,
+reached as attributes: :attr:`AlarmStore.silences` (:mod:`alerting.silence_store`),
+:attr:`AlarmStore.inspections` (:mod:`alerting.inspection_store`) and
+:attr:`AlarmStore.facts` (:mod:`alerting.fact_store`).
 
 Synchronous SQLAlchemy Core, like :class:`aedfleet.db.StateStore`, opened on the same
 URL (SQLite in WAL mode or PostgreSQL) and migrated by the same chain. Safe to share
@@ -46,22 +52,24 @@ Exceptions::
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime, timedelta
-from enum import Enum
-from itertools import islice
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
 from aedfleet.db.base import DatabaseStore, open_migrated
 from aedfleet.db.engine import DEFAULT_TIMEOUT_S
 from aedfleet.db.errors import StoreError
-from aedfleet.db.tables import cabinets
-from alerting.errors import AlertingError
+from alerting.errors import (
+    AlarmNotFoundError,
+    AlarmStoreError,
+    TransitionRefusedError,
+)
 from alerting.escalation import EscalationPolicies, EscalationState, start
+from alerting.fact_store import FactStore
+from alerting.inspection_store import InspectionStore
 from alerting.lifecycle import (
     CancelClear,
     Change,
@@ -79,31 +87,26 @@ from alerting.lifecycle import (
 )
 from alerting.model import (
     Alarm,
-    AlarmDetail,
     AlarmEvent,
     AlarmEventKind,
     AlarmState,
     AlarmType,
     DeliveryAttempt,
-    Inspection,
-    InspectionResult,
     NoticeKind,
     Notification,
     NotificationState,
-    Silence,
     Via,
 )
+from alerting.silence_store import SilenceStore
+from alerting.store_rows import chunks, columns_of, insert_into, is_postgres, model_of
 from alerting.tables import (
     ACTIVE_ALARM,
     alarm_events,
     alarms,
     escalations,
-    inspections,
     notification_alarms,
     notification_attempts,
     notifications,
-    rule_facts,
-    silences,
 )
 
 __all__ = [
@@ -114,29 +117,10 @@ __all__ = [
     "TransitionRefusedError",
 ]
 
-# Ids per "IN (...)" query: well below SQLite's and PostgreSQL's limits on parameters.
-_CHUNK: Final = 500
 _RAISE_ATTEMPTS: Final = 5
 DEFAULT_LEASE: Final = timedelta(minutes=1)
 # Notifications an acknowledgement withdraws: everything but the news that it resolved.
 _WITHDRAWABLE: Final = tuple(kind.value for kind in NoticeKind if kind is not NoticeKind.RESOLVED)
-
-M = TypeVar("M", bound=BaseModel)
-K = TypeVar("K", int, str)
-
-
-class AlarmStoreError(AlertingError):
-    """The alarm store could not do what was asked; the message says what and why."""
-
-
-class AlarmNotFoundError(AlarmStoreError):
-    def __init__(self, alarm_id: int) -> None:
-        super().__init__(f"no alarm has the id {alarm_id}")
-        self.alarm_id = alarm_id
-
-
-class TransitionRefusedError(AlarmStoreError):
-    """The alarm lifecycle does not allow the transition (the message says why)."""
 
 
 class AppliedChanges(BaseModel):
@@ -156,43 +140,12 @@ class AppliedChanges(BaseModel):
     escalations: tuple[EscalationState, ...] = ()
 
 
-# -- conversions --------------------------------------------------------------------------------
-
-
-def _columns(model: BaseModel) -> dict[str, object]:
-    """A value's fields as column values (enumerations by value, URLs as text)."""
-    row: dict[str, object] = {}
-    for name, value in model.__dict__.items():
-        if isinstance(value, Enum):
-            row[name] = value.value
-        elif value is None or isinstance(value, str | int | float | date | datetime | AlarmDetail):
-            row[name] = value
-        elif isinstance(value, tuple):
-            row[name] = list(value)
-        else:
-            row[name] = str(value)
-    return row
-
-
-def _model(kind: type[M], row: Mapping[str, Any]) -> M:
-    try:
-        return kind.model_validate(dict(row))
-    except ValidationError as exc:
-        raise AlarmStoreError(f"a stored {kind.__name__} is invalid: {exc}") from None
-
-
 def _alarm(row: Mapping[str, Any]) -> Alarm:
-    return _model(Alarm, row)
+    return model_of(Alarm, row)
 
 
 def _escalation(row: Mapping[str, Any]) -> EscalationState:
-    return _model(EscalationState, {k: v for k, v in row.items() if k != "claimed_until"})
-
-
-def _chunks(items: Sequence[K], size: int = _CHUNK) -> Iterator[list[K]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+    return model_of(EscalationState, {k: v for k, v in row.items() if k != "claimed_until"})
 
 
 class AlarmStore(DatabaseStore):
@@ -203,6 +156,10 @@ class AlarmStore(DatabaseStore):
     def __init__(self, *, _engine: Engine, _policies: EscalationPolicies) -> None:
         super().__init__(_engine)
         self._policies = _policies
+        # The records no transaction ties to alarms, in stores of their own on this engine.
+        self.silences = SilenceStore(_engine)
+        self.inspections = InspectionStore(_engine)
+        self.facts = FactStore(_engine)
 
     @classmethod
     def open(
@@ -223,17 +180,6 @@ class AlarmStore(DatabaseStore):
             raise AlarmStoreError(str(exc)) from exc
         return cls(_engine=engine, _policies=policies or EscalationPolicies())
 
-    # -- plumbing ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _postgres(connection: Connection) -> bool:
-        return connection.dialect.name == "postgresql"
-
-    def _insert(self, connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-        if self._postgres(connection):
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
     # -- alarms ------------------------------------------------------------------------------
 
     def active_alarms(self, cabinet_ids: Iterable[str]) -> dict[str, dict[AlarmType, Alarm]]:
@@ -241,7 +187,7 @@ class AlarmStore(DatabaseStore):
         wanted = sorted(set(cabinet_ids))
         found: dict[str, dict[AlarmType, Alarm]] = {cabinet_id: {} for cabinet_id in wanted}
         with self._reading("read the active alarms") as connection:
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 rows = connection.execute(
                     select(alarms).where(alarms.c.cabinet_id.in_(chunk), _active())
                 )
@@ -295,7 +241,7 @@ class AlarmStore(DatabaseStore):
                 .where(alarm_events.c.alarm_id == alarm_id)
                 .order_by(alarm_events.c.event_id)
             )
-            return [_model(AlarmEvent, row._asdict()) for row in rows]
+            return [model_of(AlarmEvent, row._asdict()) for row in rows]
 
     def apply(self, cabinet_id: str, changes: Sequence[Change], now: datetime) -> AppliedChanges:
         """Apply :func:`alerting.lifecycle.reconcile`'s changes for one cabinet, atomically.
@@ -361,9 +307,9 @@ class AlarmStore(DatabaseStore):
     def _locked_alarms(self, connection: Connection, alarm_ids: Sequence[int]) -> dict[int, Alarm]:
         """The alarms of ``alarm_ids``, locked for this transaction (in id order)."""
         found: dict[int, Alarm] = {}
-        for chunk in _chunks(sorted(set(alarm_ids))):
+        for chunk in chunks(sorted(set(alarm_ids))):
             query = select(alarms).where(alarms.c.alarm_id.in_(chunk)).order_by(alarms.c.alarm_id)
-            if self._postgres(connection):
+            if is_postgres(connection):
                 query = query.with_for_update()
             for row in connection.execute(query):
                 alarm = _alarm(row._asdict())
@@ -371,7 +317,7 @@ class AlarmStore(DatabaseStore):
         return found
 
     def _write_alarm(self, connection: Connection, alarm: Alarm) -> None:
-        values = _columns(alarm)
+        values = columns_of(alarm)
         del values["alarm_id"]
         connection.execute(update(alarms).where(alarms.c.alarm_id == alarm.alarm_id), values)
 
@@ -467,14 +413,14 @@ class AlarmStore(DatabaseStore):
 
     def _locked_escalation(self, connection: Connection, alarm_id: int) -> EscalationState | None:
         query = select(escalations).where(escalations.c.alarm_id == alarm_id)
-        if self._postgres(connection):
+        if is_postgres(connection):
             query = query.with_for_update()
         row = connection.execute(query).first()
         return None if row is None else _escalation(row._asdict())
 
     def _put_escalation(self, connection: Connection, state: EscalationState) -> None:
-        values = _columns(state) | {"claimed_until": None}
-        insert = self._insert(connection, escalations)
+        values = columns_of(state) | {"claimed_until": None}
+        insert = insert_into(connection, escalations)
         connection.execute(
             insert.on_conflict_do_update(
                 index_elements=["alarm_id"],
@@ -506,7 +452,7 @@ class AlarmStore(DatabaseStore):
                 .order_by(escalations.c.due_at, escalations.c.alarm_id)
                 .limit(limit)
             )
-            if self._postgres(connection):
+            if is_postgres(connection):
                 query = query.with_for_update(skip_locked=True, of=escalations)
             states = [_escalation(row._asdict()) for row in connection.execute(query)]
             if not states:
@@ -559,7 +505,7 @@ class AlarmStore(DatabaseStore):
                 if not about:
                     return None
             inserted = connection.execute(
-                self._insert(connection, notifications)
+                insert_into(connection, notifications)
                 .on_conflict_do_nothing(index_elements=["page_key", "person_id"])
                 .returning(notifications.c.notification_id),
                 {
@@ -620,7 +566,7 @@ class AlarmStore(DatabaseStore):
         about: dict[int, list[int]] = defaultdict(list)
         withdrawn: dict[int, list[int]] = defaultdict(list)
         attempts: dict[int, list[DeliveryAttempt]] = defaultdict(list)
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             links = connection.execute(
                 select(notification_alarms)
                 .where(notification_alarms.c.notification_id.in_(chunk))
@@ -636,7 +582,7 @@ class AlarmStore(DatabaseStore):
             )
             for attempt in tries:
                 attempts[attempt.notification_id].append(
-                    _model(
+                    model_of(
                         DeliveryAttempt,
                         {
                             "channel": attempt.channel,
@@ -647,7 +593,7 @@ class AlarmStore(DatabaseStore):
                     )
                 )
         return [
-            _model(
+            model_of(
                 Notification,
                 row
                 | {
@@ -726,152 +672,6 @@ class AlarmStore(DatabaseStore):
                 raise AlarmNotFoundError(alarm_id)
             return self._withdraw(connection, alarm_id, now)
 
-    # -- silences ----------------------------------------------------------------------------
-
-    def add_silence(
-        self,
-        *,
-        starts_at: datetime,
-        ends_at: datetime,
-        reason: str,
-        created_by: str,
-        cabinet_id: str | None = None,
-        region_code: str | None = None,
-        alarm_type: AlarmType | None = None,
-    ) -> Silence:
-        """Store a maintenance window (validate requests with :mod:`alerting.silences`)."""
-        if cabinet_id is None and region_code is None and alarm_type is None:
-            raise AlarmStoreError("a silence must name a cabinet, a region or an alarm type")
-        if ends_at <= starts_at:
-            raise AlarmStoreError(
-                f"a silence must end after it starts ({starts_at.isoformat()} to"
-                f" {ends_at.isoformat()})"
-            )
-        values: dict[str, object] = {
-            "cabinet_id": cabinet_id,
-            "region_code": region_code,
-            "alarm_type": None if alarm_type is None else alarm_type.value,
-            "starts_at": starts_at,
-            "ends_at": ends_at,
-            "reason": reason,
-            "created_by": created_by,
-        }
-        with self._writing("add a silence") as connection:
-            silence_id = connection.execute(
-                silences.insert().returning(silences.c.silence_id), values
-            ).scalar_one()
-        return _model(Silence, values | {"silence_id": silence_id})
-
-    def silences(self, active_at: datetime | None = None) -> list[Silence]:
-        """Every silence, or those covering ``active_at``; by id."""
-        query = select(silences).order_by(silences.c.silence_id)
-        if active_at is not None:
-            query = query.where(silences.c.starts_at <= active_at, silences.c.ends_at > active_at)
-        with self._reading("read the silences") as connection:
-            return [_model(Silence, row._asdict()) for row in connection.execute(query)]
-
-    def end_silence(self, silence_id: int, now: datetime) -> Silence:
-        """End a silence at ``now`` (one not started yet is ended before it begins)."""
-        with self._writing(f"end silence {silence_id}") as connection:
-            query = select(silences).where(silences.c.silence_id == silence_id)
-            if self._postgres(connection):
-                query = query.with_for_update()
-            row = connection.execute(query).first()
-            if row is None:
-                raise AlarmStoreError(f"no silence has the id {silence_id}")
-            silence = _model(Silence, row._asdict())
-            ends_at = max(silence.starts_at, min(silence.ends_at, now))
-            if ends_at != silence.ends_at:
-                connection.execute(
-                    update(silences)
-                    .where(silences.c.silence_id == silence_id)
-                    .values(ends_at=ends_at)
-                )
-        return silence.model_copy(update={"ends_at": ends_at})
-
-    # -- inspections -------------------------------------------------------------------------
-
-    def record_inspection(self, inspection: Inspection) -> InspectionResult:
-        """Store an inspection and, in the same transaction, the expiry dates it read in
-        the registry's cabinet (when they differ from what the registry says)."""
-        action = f"record an inspection of cabinet {inspection.cabinet_id!r}"
-        with self._writing(action) as connection:
-            query = select(cabinets.c.pads_expiry, cabinets.c.battery_expiry).where(
-                cabinets.c.cabinet_id == inspection.cabinet_id
-            )
-            if self._postgres(connection):
-                query = query.with_for_update()
-            registered = connection.execute(query).first()
-            if registered is None:
-                raise AlarmStoreError(
-                    f"cabinet {inspection.cabinet_id!r} is not in the registry: it cannot"
-                    " be inspected"
-                )
-            changes: dict[str, date] = {
-                name: read
-                for name, read, stored in (
-                    ("pads_expiry", inspection.pads_expiry, registered.pads_expiry),
-                    ("battery_expiry", inspection.battery_expiry, registered.battery_expiry),
-                )
-                if read is not None and read != stored
-            }
-            if changes:
-                connection.execute(
-                    update(cabinets)
-                    .where(cabinets.c.cabinet_id == inspection.cabinet_id)
-                    .values(**changes)
-                )
-            inspection_id = connection.execute(
-                inspections.insert().returning(inspections.c.inspection_id), _columns(inspection)
-            ).scalar_one()
-        return InspectionResult(
-            inspection_id=inspection_id,
-            pads_expiry_updated="pads_expiry" in changes,
-            battery_expiry_updated="battery_expiry" in changes,
-        )
-
-    def last_inspections(self, cabinet_ids: Iterable[str]) -> dict[str, datetime]:
-        """When each cabinet was last inspected; cabinets never inspected are left out."""
-        found: dict[str, datetime] = {}
-        with self._reading("read the last inspections") as connection:
-            for chunk in _chunks(sorted(set(cabinet_ids))):
-                rows = connection.execute(
-                    select(inspections.c.cabinet_id, func.max(inspections.c.at).label("at"))
-                    .where(inspections.c.cabinet_id.in_(chunk))
-                    .group_by(inspections.c.cabinet_id)
-                )
-                found.update({row.cabinet_id: row.at for row in rows})
-        return found
-
-    # -- facts -------------------------------------------------------------------------------
-
-    def load_facts(self, cabinet_ids: Iterable[str]) -> dict[str, str]:
-        """The stored facts text of each cabinet that has any."""
-        found: dict[str, str] = {}
-        with self._reading("load the rule facts") as connection:
-            for chunk in _chunks(sorted(set(cabinet_ids))):
-                rows = connection.execute(
-                    select(rule_facts).where(rule_facts.c.cabinet_id.in_(chunk))
-                )
-                found.update({row.cabinet_id: row.facts for row in rows})
-        return found
-
-    def save_facts(self, facts: Mapping[str, str]) -> None:
-        """Insert or replace the facts text of each cabinet given, in one transaction."""
-        if not facts:
-            return
-        with self._writing(f"save the rule facts of {len(facts)} cabinets") as connection:
-            insert = self._insert(connection, rule_facts)
-            connection.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["cabinet_id"], set_={"facts": insert.excluded.facts}
-                ),
-                [
-                    {"cabinet_id": cabinet_id, "facts": text}
-                    for cabinet_id, text in sorted(facts.items())
-                ],
-            )
-
 
 def _active() -> Any:
     return alarms.c.state != AlarmState.RESOLVED.value
@@ -927,7 +727,7 @@ class _Applying:
             )
             .order_by(alarms.c.alarm_id)
         )
-        if self._store._postgres(self._connection):
+        if is_postgres(self._connection):
             query = query.with_for_update()
         for row in self._connection.execute(query):
             alarm = _alarm(row._asdict())
@@ -960,10 +760,10 @@ class _Applying:
             if existing is not None:
                 self._already.append(existing)
                 return
-            values = _columns(raise_alarm(0, condition, self._now))
+            values = columns_of(raise_alarm(0, condition, self._now))
             del values["alarm_id"]
             alarm_id = connection.execute(
-                self._store._insert(connection, alarms)
+                insert_into(connection, alarms)
                 .on_conflict_do_nothing(
                     index_elements=["cabinet_id", "type"], index_where=ACTIVE_ALARM
                 )
@@ -991,7 +791,7 @@ class _Applying:
         query = select(alarms).where(
             alarms.c.cabinet_id == self._cabinet_id, alarms.c.type == alarm_type.value, _active()
         )
-        if self._store._postgres(self._connection):
+        if is_postgres(self._connection):
             query = query.with_for_update()
         for row in self._connection.execute(query):
             alarm = _alarm(row._asdict())

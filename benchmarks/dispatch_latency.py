@@ -2,7 +2,7 @@
 
 Everything runs on this machine, each part in its own process as in production:
 Mosquitto (holding the backlog), ``aedfleet dispatch`` and ``aedfleet ingest``
-(subprocesses, from their TOML files), influxd with its nginx shim (``tests/influx.py``),
+(subprocesses, from their TOML files), influxd with its nginx shim (``aedfleet_testing/influx.py``),
 and this script, which plays the cabinets and the command centre: it publishes door
 events (QoS 1, each from a cabinet of its own, so each is an incident's alert) at a
 steady rate and runs the HTTP receiver (aiohttp, verifying each HMAC signature). The
@@ -58,6 +58,11 @@ from aedfleet.contract import (
     topic,
 )
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttSettings
+from aedfleet_testing.brokers import free_port
+from aedfleet_testing.commands import AEDFLEET, REPO, command_env
+from aedfleet_testing.dispatch_support import HMAC_SECRET, DispatchReceiver, seed, write_toml
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.ingest_support import seed_registry, write_ingest_config
 from benchmarks.ingest_throughput import (
     SESSION_EXPIRY_S,
     BacklogBroker,
@@ -69,11 +74,6 @@ from benchmarks.ingest_throughput import (
 from dispatch.metrics import LATENCY_BUCKETS
 from ingest.config import IngestSettings
 from ingest.service import FLEET_FILTER
-from tests.brokers import free_port
-from tests.commands import AEDFLEET, REPO, command_env
-from tests.dispatch_support import HMAC_SECRET, DispatchReceiver, seed, write_toml
-from tests.influx import InfluxServer
-from tests.ingest_support import seed_registry, write_ingest_config
 
 BOOT: Final = "0" * 31 + "1"
 WAIT_S: Final = 900.0

@@ -24,7 +24,7 @@ from a session of its own, and the run prints:
   and what the state store's thread spends.
 
 Everything runs on this machine: Mosquitto, influxd with its nginx shim (see
-``tests/influx.py``), and the consumer; the CPU share of each process per stage is
+``aedfleet_testing/influx.py``), and the consumer; the CPU share of each process per stage is
 printed too, so a saturated process shows itself.
 
     PYTHONPATH=. .venv/bin/python benchmarks/ingest_throughput.py --messages 200000
@@ -70,12 +70,12 @@ from aedfleet.influx.lines import CabinetTags
 from aedfleet.influx.writer import InfluxSettings, InfluxWriter
 from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection, MqttSettings
 from aedfleet.mqtt.consumer import ConsumerConnection
+from aedfleet_testing.brokers import MosquittoBroker
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.ingest_support import seed_registry
 from ingest.config import IngestSettings
 from ingest.service import BATCHES_IN_FLIGHT, FLEET_FILTER, IngestService
 from ingest.telemetry import to_line
-from tests.brokers import MosquittoBroker
-from tests.influx import InfluxServer
-from tests.ingest_support import seed_registry
 
 STAGE_TIMEOUT_S: Final = 900.0
 SESSION_EXPIRY_S: Final = 3_600

@@ -26,9 +26,9 @@ import psutil
 
 from aedfleet.clock import ScaledClock
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttSettings
+from aedfleet_testing.brokers import MosquittoBroker
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from firmware_sim.scenario import Scenario
-from tests.brokers import MosquittoBroker
 
 
 @dataclass

@@ -25,7 +25,7 @@ from aedfleet.contract import (
     SelftestResult,
     SelftestSchedule,
 )
-from edge_agent.hardware import (
+from edge_agent import (
     CabinetEvent,
     ConsumablesReport,
     HardwareNotice,

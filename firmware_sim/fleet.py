@@ -29,9 +29,7 @@ from aedfleet.broker_auth import cabinet_password
 from aedfleet.clock import Clock
 from aedfleet.mqtt import KeepAliveTicker, MqttSettings
 from aedfleet.service import StartupError
-from edge_agent.agent import EdgeAgent
-from edge_agent.config import CabinetProfile, LinkSettings
-from edge_agent.outbox import Outbox, OutboxDatabase
+from edge_agent import CabinetProfile, EdgeAgent, LinkSettings, Outbox, OutboxDatabase
 from firmware_sim import MAX_CABINETS
 from firmware_sim.cabinet import CabinetModel, CabinetSpec
 from firmware_sim.faults import Fault, FaultPhase, FaultWindow, Phase

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aedfleet.clock import Clock, ScaledClock, SystemClock
 from aedfleet.contract import SelftestKind, SelftestPeriod, SelftestSchedule, TimeZoneName
-from edge_agent.hardware import (
+from edge_agent import (
     ConsumablesReport,
     HardwareError,
     HardwareNotice,

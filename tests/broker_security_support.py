@@ -27,7 +27,7 @@ from aedfleet.broker_auth import (
     password_file_text,
 )
 from aedfleet.mqtt import MqttSettings, TlsSettings
-from tests.brokers import MosquittoBroker, TlsFiles, free_port, make_test_pki
+from aedfleet_testing.brokers import MosquittoBroker, TlsFiles, free_port, make_test_pki
 
 WAIT_S = 10.0
 SECRET = b"a provisioning secret for the tests, 48 bytes.."

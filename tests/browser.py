@@ -37,6 +37,7 @@ from sqlalchemy import create_engine, select
 from aedfleet.contract import CabinetMessage, EventType
 from aedfleet.db.state import StateStore
 from aedfleet.registry import Cabinet
+from aedfleet_testing.tiers import BROWSER, require_tier
 from alerting.config import AlertingSettings, HttpSettings, LinkSettings
 from alerting.engine import AlertingEngine
 from alerting.http import AlertingHttp
@@ -47,7 +48,6 @@ from alerting.tables import inspections
 from firmware_sim.registry import simulated_registry
 from firmware_sim.scenario import FleetDefaults, Scenario
 from tests.alerting_rules_support import T0, birth, event, heartbeat, selftest
-from tests.tiers import BROWSER, require_tier
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from aedfleet.mqtt import KeepAliveTicker, MqttSettings
-from tests import tiers
-from tests.brokers import MosquittoBroker
-from tests.influx import fresh_influx_server, influx_database, influx_server  # noqa: F401
+from aedfleet.mqtt import KeepAliveTicker
+from aedfleet_testing import tiers
+from aedfleet_testing.brokers import MosquittoBroker
+from tests.influx import fresh_influx_server, influx_database, influx_server  # noqa: F401 - fixtures# noqa: F401
 
 
 # Before the mark plugin's own hook, which deselects by ``-m``.
@@ -45,10 +45,6 @@ def persistent_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     instance.start()
     yield instance
     instance.stop()
-
-
-def broker_settings(broker: MosquittoBroker) -> MqttSettings:
-    return MqttSettings(host="127.0.0.1", port=broker.port, keepalive_s=5, connect_timeout_s=5)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Builders for the notifier tests: notices from registry and alarm values with
 overridable defaults, and a clock that stands still until slept on.
 
-The real servers the notifiers talk to are in :mod:`tests.mailbox` (SMTP) and
+The real servers the notifiers talk to are in :mod:`aedfleet_testing.mailbox` (SMTP) and
 :mod:`tests.receiver` (the HTTP robots, webhook and SMS gateway).
 """
 

@@ -23,7 +23,7 @@ from typing import Final
 import pytest
 import sqlalchemy as sa
 
-from tests.tiers import POSTGRES, require_tier
+from aedfleet_testing.tiers import POSTGRES, require_tier
 
 SERVER_URL: Final = "postgresql+psycopg://postgres@127.0.0.1:5432"
 ADMIN_URL: Final = f"{SERVER_URL}/postgres"

@@ -27,12 +27,11 @@ from aedfleet.contract import (
 )
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttSettings
 from aedfleet.presence import apply_status
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import CabinetProfile, LinkSettings
 from edge_agent.hardware import CabinetEvent
 from edge_agent.outbox import OutboxDatabase
-from tests.brokers import MosquittoBroker
-from tests.conftest import broker_settings
 from tests.recorder import Recorder, eventually
 from tests.scripted_hardware import ScriptedHardware
 

@@ -21,9 +21,8 @@ from aedfleet.contract import (
     topic,
 )
 from aedfleet.mqtt import KeepAliveTicker
-from tests.brokers import MosquittoBroker
-from tests.commands import AEDFLEET, REPO, command_env
-from tests.conftest import broker_settings
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings
+from aedfleet_testing.commands import AEDFLEET, REPO, command_env
 from tests.recorder import Recorder, eventually
 
 

@@ -17,7 +17,7 @@ from aedfleet.mqtt import (
     MqttSettings,
     TlsSettings,
 )
-from tests.brokers import MosquittoBroker, TlsFiles, make_test_pki
+from aedfleet_testing.brokers import MosquittoBroker, TlsFiles, make_test_pki
 from tests.recorder import Recorder, eventually
 from tests.scripted_hardware import ScriptedHardware
 from tests.test_agent_broker import running_agent

@@ -199,10 +199,10 @@ def test_the_state_store_and_the_alarm_store_share_one_database(url: str) -> Non
     with StateStore.open(url) as state:
         state.apply_registry(Registry(cabinets=(cabinet("SZ-0001"),)))
     with AlarmStore.open(url) as first:
-        first.save_facts({"SZ-0001": "{}"})
+        first.facts.save({"SZ-0001": "{}"})
     migrate(url)
     with AlarmStore.open(url) as second, StateStore.open(url) as state:
-        assert second.load_facts(["SZ-0001"]) == {"SZ-0001": "{}"}
+        assert second.facts.load(["SZ-0001"]) == {"SZ-0001": "{}"}
         assert state.cabinet_ids() == {"SZ-0001"}
 
 
@@ -772,14 +772,14 @@ def test_notices_about_alarms_no_longer_raised_are_refused(store: AlarmStore) ->
 
 
 def test_silences_are_stored_listed_and_ended(store: AlarmStore) -> None:
-    night = store.add_silence(
+    night = store.silences.add(
         cabinet_id="SZ-0001",
         starts_at=minutes(0),
         ends_at=minutes(60),
         reason="更换电池",
         created_by="wang",
     )
-    region = store.add_silence(
+    region = store.silences.add(
         region_code="440305",
         alarm_type=AlarmType.OFFLINE,
         starts_at=minutes(30),
@@ -793,27 +793,27 @@ def test_silences_are_stored_listed_and_ended(store: AlarmStore) -> None:
         None,
         "更换电池",
     )
-    assert store.silences() == [night, region]
-    assert store.silences(active_at=minutes(10)) == [night]
-    assert store.silences(active_at=minutes(60)) == [region]
-    assert store.silences(active_at=minutes(90)) == []
+    assert store.silences.all() == [night, region]
+    assert store.silences.all(active_at=minutes(10)) == [night]
+    assert store.silences.all(active_at=minutes(60)) == [region]
+    assert store.silences.all(active_at=minutes(90)) == []
 
-    ended = store.end_silence(night.silence_id, minutes(20))
+    ended = store.silences.end(night.silence_id, minutes(20))
     assert ended.ends_at == minutes(20)
-    assert store.silences(active_at=minutes(20)) == []
-    future = store.end_silence(region.silence_id, minutes(10))  # not begun: ends before it does
+    assert store.silences.all(active_at=minutes(20)) == []
+    future = store.silences.end(region.silence_id, minutes(10))  # not begun: ends before it does
     assert future.ends_at == future.starts_at == minutes(30)
-    assert store.silences() == [ended, future]
-    assert store.end_silence(night.silence_id, minutes(50)) == ended
+    assert store.silences.all() == [ended, future]
+    assert store.silences.end(night.silence_id, minutes(50)) == ended
 
 
 def test_invalid_silences_are_refused(store: AlarmStore) -> None:
     with pytest.raises(AlarmStoreError, match="must name a cabinet, a region or an alarm type"):
-        store.add_silence(starts_at=T0, ends_at=minutes(1), reason="x", created_by="wang")
+        store.silences.add(starts_at=T0, ends_at=minutes(1), reason="x", created_by="wang")
     with pytest.raises(AlarmStoreError, match="must end after it starts"):
-        store.add_silence(cabinet_id="A", starts_at=T0, ends_at=T0, reason="x", created_by="wang")
+        store.silences.add(cabinet_id="A", starts_at=T0, ends_at=T0, reason="x", created_by="wang")
     with pytest.raises(AlarmStoreError, match="no silence has the id 7"):
-        store.end_silence(7, T0)
+        store.silences.end(7, T0)
 
 
 # -- inspections -----------------------------------------------------------------------------------
@@ -840,7 +840,7 @@ def test_an_inspection_updates_the_registry_expiry_dates_it_read(
 ) -> None:
     with StateStore.open(url) as state:
         state.apply_registry(Registry(cabinets=(cabinet("SZ-0001"), cabinet("SZ-0002"))))
-        new_pads = store.record_inspection(
+        new_pads = store.inspections.record(
             inspection(
                 "SZ-0001",
                 minutes(1),
@@ -848,8 +848,8 @@ def test_an_inspection_updates_the_registry_expiry_dates_it_read(
                 battery_expiry=date(2027, 6, 30),
             )
         )
-        unchanged = store.record_inspection(inspection("SZ-0001", minutes(2)))
-        new_battery = store.record_inspection(
+        unchanged = store.inspections.record(inspection("SZ-0001", minutes(2)))
+        new_battery = store.inspections.record(
             inspection("SZ-0002", minutes(3), battery_expiry=date(2029, 1, 1), alarm_works=False)
         )
         assert (new_pads.pads_expiry_updated, new_pads.battery_expiry_updated) == (True, False)
@@ -863,7 +863,7 @@ def test_an_inspection_updates_the_registry_expiry_dates_it_read(
         )
         assert state.cabinet("SZ-0001") == cabinet("SZ-0001", pads_expiry=date(2027, 3, 1))
         assert state.cabinet("SZ-0002") == cabinet("SZ-0002", battery_expiry=date(2029, 1, 1))
-    assert store.last_inspections(["SZ-0001", "SZ-0002", "SZ-0003"]) == {
+    assert store.inspections.last(["SZ-0001", "SZ-0002", "SZ-0003"]) == {
         "SZ-0001": minutes(2),
         "SZ-0002": minutes(3),
     }
@@ -871,19 +871,19 @@ def test_an_inspection_updates_the_registry_expiry_dates_it_read(
 
 def test_an_unregistered_cabinet_cannot_be_inspected(store: AlarmStore) -> None:
     with pytest.raises(AlarmStoreError, match="'SZ-404' is not in the registry"):
-        store.record_inspection(inspection("SZ-404", T0))
-    assert store.last_inspections(["SZ-404"]) == {}
+        store.inspections.record(inspection("SZ-404", T0))
+    assert store.inspections.last(["SZ-404"]) == {}
 
 
 # -- facts -----------------------------------------------------------------------------------------
 
 
 def test_facts_are_stored_as_given(store: AlarmStore) -> None:
-    store.save_facts({})
-    store.save_facts({"A": '{"door": "open"}', "B": "{}"})
-    store.save_facts({"A": '{"门": "关"}'})
-    assert store.load_facts(["A", "B", "C"]) == {"A": '{"门": "关"}', "B": "{}"}
-    assert store.load_facts([]) == {}
+    store.facts.save({})
+    store.facts.save({"A": '{"door": "open"}', "B": "{}"})
+    store.facts.save({"A": '{"门": "关"}'})
+    assert store.facts.load(["A", "B", "C"]) == {"A": '{"门": "关"}', "B": "{}"}
+    assert store.facts.load([]) == {}
 
 
 # -- random histories through the real store ------------------------------------------------

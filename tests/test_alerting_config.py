@@ -13,9 +13,9 @@ import pytest
 
 from aedfleet.registry import Role
 from aedfleet.settings import ENV_PREFIX, ConfigError, load_settings
-from alerting.config import AlertingSettings
+from aedfleet_app.alerting_process import AlertingProcessSettings
+from aedfleet_testing.commands import AEDFLEET, REPO, command_env
 from alerting.model import Severity
-from tests.commands import AEDFLEET, REPO, command_env
 
 EXAMPLE = REPO / "config" / "alerting.example.toml"
 SECRET = "0123456789abcdef" * 4
@@ -34,7 +34,7 @@ def _error(text: str, tmp_path: Path) -> str:
     path = tmp_path / "alerting.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as raised:
-        load_settings(AlertingSettings, path)
+        load_settings(AlertingProcessSettings, path)
     return str(raised.value)
 
 
@@ -46,7 +46,7 @@ def _example_with_real_secrets(tmp_path: Path) -> Path:
 
 
 def test_the_example_configuration_loads_once_its_secrets_are_set(tmp_path: Path) -> None:
-    settings = load_settings(AlertingSettings, _example_with_real_secrets(tmp_path))
+    settings = load_settings(AlertingProcessSettings, _example_with_real_secrets(tmp_path))
     policy = settings.escalation.for_severity(Severity.CRITICAL)
     assert [step.roles for step in policy.steps] == [
         (Role.CAPTAIN,),

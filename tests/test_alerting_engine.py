@@ -613,7 +613,7 @@ def test_an_escalation_claimed_but_not_saved_resumes_after_its_lease_without_a_d
 
 def test_a_silenced_alarm_is_recorded_but_pages_nobody(open_rig: OpenRig) -> None:
     rig = open_rig()
-    rig.alarms.add_silence(
+    rig.alarms.silences.add(
         starts_at=T0 - MINUTE,
         ends_at=T0 + 2 * 60 * MINUTE,
         reason="replacing the AED",
@@ -633,7 +633,7 @@ def test_an_opened_door_pages_through_every_silence(open_rig: OpenRig) -> None:
     for alarm_type in (None, AlarmType.DOOR_OPENED):
         # The store takes what the API refuses (a silence naming the door), as a
         # silence added by an older version or by hand might.
-        rig.alarms.add_silence(
+        rig.alarms.silences.add(
             starts_at=T0 - MINUTE,
             ends_at=T0 + 60 * MINUTE,
             reason="works in the hall",
@@ -1061,7 +1061,7 @@ def test_an_inspection_updates_the_registry_and_clears_inspection_overdue(
     rig.engine.evaluate_due(at + 2 * MINUTE)
     for alarm_type in (AlarmType.INSPECTION_OVERDUE, AlarmType.PADS_EXPIRING):
         assert rig.alarm(alarm_type).state is AlarmState.RESOLVED
-    assert rig.alarms.last_inspections([CABINET]) == {CABINET: at}
+    assert rig.alarms.inspections.last([CABINET]) == {CABINET: at}
 
 
 # -- resolving by hand -------------------------------------------------------------------------

@@ -26,11 +26,11 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
+from aedfleet_testing.brokers import free_port
 from alerting.config import ApiScope, ApiToken, HttpSettings, LinkSettings
 from alerting.http import MAX_ID, MAX_LIST_LIMIT, AlertingHttp
 from alerting.links import SIGNATURE_DOMAIN, TAG_BYTES, LinkAction, LinkSigner
 from alerting.model import AlarmEventKind, AlarmState, AlarmType, Via
-from tests.brokers import free_port
 from tests.postgres import (  # noqa: F401 - a fixture
     STORE_BACKENDS,
     empty_postgres,
@@ -328,12 +328,12 @@ async def test_an_inspection_link_shows_the_checklist_and_its_post_records_it(
     for field in ("ready_light_ok", "pads_expiry", "battery_expiry", "alarm_works", "note"):
         assert f'name="{field}"' in html
     assert f"Station hall {INSPECTED}" in html
-    assert rig.alarms.last_inspections([INSPECTED]) == {}
+    assert rig.alarms.inspections.last([INSPECTED]) == {}
 
     # A date the form cannot hold is refused, and nothing is recorded.
     status, html = await served.page("POST", link, pads_expiry="next spring")
     assert status == 400
-    assert rig.alarms.last_inspections([INSPECTED]) == {}
+    assert rig.alarms.inspections.last([INSPECTED]) == {}
 
     at = T0 + 30 * MINUTE
     served.clock.at = at
@@ -350,7 +350,7 @@ async def test_an_inspection_link_shows_the_checklist_and_its_post_records_it(
     )
     assert status == 200
     assert 'id="outcome"' in html
-    assert rig.alarms.last_inspections([INSPECTED]) == {INSPECTED: at}
+    assert rig.alarms.inspections.last([INSPECTED]) == {INSPECTED: at}
     stored = rig.state.cabinet(INSPECTED)
     assert stored is not None
     assert stored.pads_expiry == new_pads
@@ -392,12 +392,12 @@ async def test_every_api_endpoint_wants_a_valid_bearer_token(served: Served) -> 
         async with served.client.request(method, served.url(path) + f"?token={TOKEN}") as response:
             assert response.status == 401, (method, path)
     assert state_of(served, alarm_id) is AlarmState.RAISED
-    assert served.rig.alarms.silences() == []
+    assert served.rig.alarms.silences.all() == []
 
 
 async def test_a_read_token_may_read_everything_and_change_nothing(served: Served) -> None:
     alarm_id = raised_alarm(served)
-    silence_id = served.rig.alarms.add_silence(
+    silence_id = served.rig.alarms.silences.add(
         starts_at=T0,
         ends_at=T0 + 60 * MINUTE,
         reason="maintenance",
@@ -429,8 +429,8 @@ async def test_a_read_token_may_read_everything_and_change_nothing(served: Serve
         assert body == {"error": "the token 'wall' may read, not change anything"}
     assert changes == 5
     assert state_of(served, alarm_id) is AlarmState.RAISED
-    assert [s.ends_at for s in served.rig.alarms.silences()] == [T0 + 60 * MINUTE]
-    assert served.rig.alarms.last_inspections([CABINET]) == {}
+    assert [s.ends_at for s in served.rig.alarms.silences.all()] == [T0 + 60 * MINUTE]
+    assert served.rig.alarms.inspections.last([CABINET]) == {}
 
 
 async def test_with_no_token_configured_the_api_is_off(open_rig: OpenRig) -> None:  # noqa: F811
@@ -504,7 +504,7 @@ async def test_a_bad_query_or_path_parameter_is_a_400_naming_it(
     assert problem["parameter"] == parameter
     assert problem["error"].startswith(f"{parameter}: ")
     assert served.rig.alarms.alarm(alarm_id) == before
-    assert served.rig.alarms.silences() == []
+    assert served.rig.alarms.silences.all() == []
 
 
 async def test_the_alarm_list_is_bounded_by_its_limit(served: Served) -> None:
@@ -620,7 +620,7 @@ async def test_the_api_records_inspections(served: Served) -> None:
     stored = served.rig.state.cabinet(CABINET)
     assert stored is not None
     assert stored.battery_expiry == new_battery
-    assert served.rig.alarms.last_inspections([CABINET]) == {CABINET: at}
+    assert served.rig.alarms.inspections.last([CABINET]) == {CABINET: at}
 
     status, problem = await served.api(
         "POST", "/api/v1/inspections", inspection | {"ready_light_ok": "perhaps"}
@@ -725,4 +725,4 @@ async def test_a_link_to_an_alarm_or_cabinet_that_is_not_there_is_not_found(
             status, html = await served.page(method, link)
             assert status == 404, (method, link)
             assert not offers_the_button(html)
-    assert served.rig.alarms.last_inspections(["cab-9999"]) == {}
+    assert served.rig.alarms.inspections.last(["cab-9999"]) == {}

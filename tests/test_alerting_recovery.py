@@ -22,15 +22,14 @@ from aedfleet.contract import CabinetMessage, Channel, encode, topic
 from aedfleet.db.state import StateStore
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection
 from aedfleet.registry import Assignment, Cabinet, Language, Person, Registry, Role
+from aedfleet_testing.alerting_e2e_support import LINK_SECRET, email_of
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings, free_port
+from aedfleet_testing.commands import AEDFLEET, REPO, command_env
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.mailbox import Mailbox
 from alerting.model import AlarmState, AlarmType, NotificationState
 from alerting.store import AlarmStore
-from tests.alerting_e2e_support import LINK_SECRET, email_of
 from tests.alerting_rules_support import birth, heartbeat, selftest
-from tests.brokers import MosquittoBroker, free_port
-from tests.commands import AEDFLEET, REPO, command_env
-from tests.conftest import broker_settings
-from tests.influx import InfluxServer
-from tests.mailbox import Mailbox
 from tests.recorder import eventually
 from tests.test_twin import CABINET
 

@@ -34,7 +34,7 @@ from aedfleet.broker_auth import (
     service_password,
 )
 from aedfleet.contract import DEAD_LETTER_PREFIX, Channel, dispatch_topic, topic
-from tests.commands import REPO
+from aedfleet_testing.commands import REPO
 
 SECRET = bytes(range(48))
 SALTS = itertools.count()

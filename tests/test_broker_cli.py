@@ -12,10 +12,10 @@ import pytest
 from aedfleet.broker_auth import ServiceAccount, cabinet_password
 from aedfleet.contract import Channel, subscription, topic
 from aedfleet.mqtt import MqttSettings
+from aedfleet_testing.brokers import MosquittoBroker, free_port, make_test_pki
+from aedfleet_testing.commands import AEDFLEET, command_env
 from firmware_sim.scenario import Scenario
 from tests.broker_security_support import SECRET, WAIT_S, Probe, probe, secured_broker
-from tests.brokers import MosquittoBroker, free_port, make_test_pki
-from tests.commands import AEDFLEET, command_env
 
 REGISTRY_CSV = """cabinet_id,name,latitude,longitude,site_type,region_code,aed_model
 SZ-0001,深圳北站 A 口,22.609,114.029,transport_hub,440309,Mindray BeneHeart C1A

@@ -28,20 +28,20 @@ from aedfleet.contract import (
 from aedfleet.db.state import StateStore
 from aedfleet.influx.writer import InfluxSettings
 from aedfleet.mqtt import MqttSettings
-from alerting.service import AlertingService
+from aedfleet_app.alerting_process import AlertingProcess
+from aedfleet_testing.alerting_e2e_support import alerting_settings, seed_fleet_registry
+from aedfleet_testing.alerting_e2e_support import running as alerting_running
+from aedfleet_testing.dispatch_support import seed
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.ingest_support import seed_registry
+from aedfleet_testing.mailbox import Mailbox
 from dispatch.config import DispatchSettings
 from dispatch.outbox import DeliveryStatus, DispatchOutbox
 from dispatch.service import DispatchService
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from ingest.config import IngestSettings
 from ingest.service import IngestService
-from tests.alerting_e2e_support import alerting_settings, seed_fleet_registry
-from tests.alerting_e2e_support import running as alerting_running
 from tests.broker_security_support import SECRET, probe, secured_broker
-from tests.dispatch_support import seed
-from tests.influx import InfluxServer
-from tests.ingest_support import seed_registry
-from tests.mailbox import Mailbox
 from tests.recorder import eventually
 from tests.test_dispatch_e2e import running as dispatch_running
 from tests.test_ingest_e2e import quiet_scenario
@@ -145,7 +145,7 @@ async def test_the_alerting_service_ingests_with_its_own_login(
             secured.broker, influx_server, influx_database, store_url, mailbox
         )
         login = secured.login(ServiceAccount.ALERTING.value)
-        service = AlertingService(
+        service = AlertingProcess(
             settings.model_copy(
                 update={"ingest": settings.ingest.model_copy(update={"mqtt": login})}
             )

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from aedfleet.settings import ENV_PREFIX
-from tests.brokers import free_port
-from tests.commands import AEDFLEET, command_env
+from aedfleet_testing.brokers import free_port
+from aedfleet_testing.commands import AEDFLEET, command_env
 
 PASSWORD = "hunter2-of-the-operator"  # noqa: S105 - must never be printed
 LINK_SECRET = "0123456789abcdef" * 4

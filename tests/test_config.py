@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from aedfleet.backoff import BackoffSettings
 from aedfleet.mqtt import MqttSettings, TlsSettings
 from aedfleet.settings import ENV_PREFIX, ConfigError, load_settings
+from aedfleet_testing.commands import AEDFLEET
 from edge_agent.config import (
     AgentSettings,
     CabinetProfile,
@@ -20,7 +21,6 @@ from edge_agent.config import (
 )
 from edge_agent.outbox import OutboxSettings
 from edge_agent.service import prepare_agent
-from tests.commands import AEDFLEET
 
 CABINET = """
 [cabinet]

@@ -45,6 +45,7 @@ from aedfleet_app.demo_alerting import (
     demo_settings,
     notice_line,
 )
+from aedfleet_testing.brokers import free_port
 from alerting.model import AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import Channel, PriorPage
 from alerting.notifiers.delivery import Deliverer
@@ -53,7 +54,6 @@ from firmware_sim.faults import Fault
 from firmware_sim.registry import simulated_registry
 from firmware_sim.scenario import ExplicitFault, FleetDefaults, Scenario
 from tests import alerting_rules_support as build
-from tests.brokers import free_port
 from tests.notify_support import NOW, FakeClock, alarm, brief, notice, person
 
 # -- the line of a delivered notice ------------------------------------------------------------

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from aedfleet.settings import ENV_PREFIX
+from aedfleet_testing.commands import AEDFLEET, command_env
 from dispatch.config import BearerAuth, HmacAuth
-from tests.commands import AEDFLEET, command_env
 
 
 def test_an_hmac_secret_needs_32_bytes() -> None:

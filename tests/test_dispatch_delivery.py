@@ -14,6 +14,7 @@ from typing import TypeVar
 from aedfleet.backoff import BackoffSettings
 from aedfleet.clock import SystemClock
 from aedfleet.contract import Event, EventType
+from aedfleet_testing.dispatch_support import HMAC_SECRET, DispatchReceiver
 from dispatch.config import EndpointSettings
 from dispatch.delivery import AttemptJournal, EndpointPolicy, Lanes
 from dispatch.enrichment import build_event
@@ -21,7 +22,6 @@ from dispatch.incident import CoalescingPolicy, observe
 from dispatch.metrics import DispatchMetrics
 from dispatch.outbox import Attempt, DeliveryStatus, DispatchOutbox, NewMessage, Route
 from dispatch.sender import HttpTransport
-from tests.dispatch_support import HMAC_SECRET, DispatchReceiver
 from tests.recorder import eventually
 
 T = TypeVar("T")

@@ -46,16 +46,9 @@ from aedfleet.contract import (
 )
 from aedfleet.db.state import StateStore
 from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection, MqttSettings
-from dispatch.config import DispatchSettings
-from dispatch.formats import cap_identifier
-from dispatch.outbox import DeliveryStatus, DispatchOutbox
-from dispatch.service import DispatchService
-from firmware_sim.fleet import FleetSettings, SimulatedFleet
-from firmware_sim.scenario import FleetDefaults, Scenario
-from tests.brokers import MosquittoBroker, free_port
-from tests.commands import AEDFLEET, REPO, command_env
-from tests.conftest import broker_settings
-from tests.dispatch_support import (
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings, free_port
+from aedfleet_testing.commands import AEDFLEET, REPO, command_env
+from aedfleet_testing.dispatch_support import (
     BEARER_TOKEN,
     HMAC_SECRET,
     Arrival,
@@ -64,6 +57,12 @@ from tests.dispatch_support import (
     seed,
     write_toml,
 )
+from dispatch.config import DispatchSettings
+from dispatch.formats import cap_identifier
+from dispatch.outbox import DeliveryStatus, DispatchOutbox
+from dispatch.service import DispatchService
+from firmware_sim.fleet import FleetSettings, SimulatedFleet
+from firmware_sim.scenario import FleetDefaults, Scenario
 from tests.identity_support import claiming, door_opened
 from tests.recorder import Recorder, eventually
 

@@ -25,6 +25,7 @@ from aedfleet.contract import (
 )
 from aedfleet.registry import Assignment, Person, Registry, Role
 from aedfleet.twin import Twin
+from aedfleet_testing.dispatch_support import CAP_TIME, cabinet, captain, registry, schema_problems
 from dispatch.config import CapSettings
 from dispatch.enrichment import (
     Particulars,
@@ -44,7 +45,6 @@ from dispatch.formats import (
     to_cap,
 )
 from dispatch.incident import CoalescingPolicy, Notice, observe
-from tests.dispatch_support import CAP_TIME, cabinet, captain, registry, schema_problems
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "schemas" / "dispatch.schema.json"
 T0 = datetime(2025, 6, 1, 8, 0, 0, 123456, tzinfo=UTC)

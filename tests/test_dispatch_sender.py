@@ -12,6 +12,13 @@ import pytest
 
 from aedfleet.contract import DispatchEvent, Event, EventType, dispatch_subscription
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings, free_port, make_test_pki
+from aedfleet_testing.dispatch_support import (
+    BEARER_TOKEN,
+    HMAC_SECRET,
+    DispatchReceiver,
+    registry,
+)
 from dispatch.config import BearerAuth, EndpointSettings, HmacAuth
 from dispatch.enrichment import build_event, particulars_by_cabinet
 from dispatch.errors import DeliveryError
@@ -24,14 +31,6 @@ from dispatch.sender import (
     tls_context,
 )
 from dispatch.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from tests.brokers import MosquittoBroker, free_port, make_test_pki
-from tests.conftest import broker_settings
-from tests.dispatch_support import (
-    BEARER_TOKEN,
-    HMAC_SECRET,
-    DispatchReceiver,
-    registry,
-)
 from tests.recorder import Recorder, eventually
 
 BOOT = "d" * 32

@@ -32,8 +32,8 @@ from aedfleet.contract import (
 )
 from aedfleet.influx.lines import CabinetTags, timestamp_ns
 from aedfleet.influx.writer import InfluxSettings, InfluxWriteError, InfluxWriter
+from aedfleet_testing.influx import InfluxServer
 from ingest.telemetry import to_line
-from tests.influx import InfluxServer
 from tests.test_influx_lines import expected_tag
 
 BOOT = "0123456789abcdef0123456789abcdef"

@@ -28,15 +28,14 @@ from aedfleet.contract import (
 from aedfleet.db.state import StateStore
 from aedfleet.influx.writer import InfluxSettings
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection, MqttSettings
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings
+from aedfleet_testing.commands import AEDFLEET
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.ingest_support import duplicates, published, seed_registry, stored_points
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from firmware_sim.scenario import FleetDefaults, Scenario
 from ingest.config import IngestSettings
 from ingest.service import IngestService
-from tests.brokers import MosquittoBroker
-from tests.commands import AEDFLEET
-from tests.conftest import broker_settings
-from tests.influx import InfluxServer
-from tests.ingest_support import duplicates, published, seed_registry, stored_points
 from tests.recorder import Recorder, eventually
 
 

@@ -19,13 +19,12 @@ from hypothesis import strategies as st
 from aedfleet.contract import DEAD_LETTER_PREFIX, DeadLetter
 from aedfleet.influx.writer import InfluxSettings
 from aedfleet.mqtt import KeepAliveTicker, MqttConnection
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.ingest_support import seed_registry
 from ingest.config import IngestSettings
 from ingest.screening import Refused, screen
 from ingest.service import IngestService
-from tests.brokers import MosquittoBroker
-from tests.conftest import broker_settings
-from tests.influx import InfluxServer
-from tests.ingest_support import seed_registry
 from tests.recorder import Recorder, eventually
 
 CABINET = "FZ-1"

@@ -18,13 +18,12 @@ from aedfleet.contract import (
 )
 from aedfleet.influx.writer import InfluxSettings
 from aedfleet.mqtt import KeepAliveTicker
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.ingest_support import seed_registry
 from ingest.config import IngestSettings
 from ingest.service import IngestService
-from tests.brokers import MosquittoBroker
-from tests.conftest import broker_settings
 from tests.identity_support import claiming, door_opened
-from tests.influx import InfluxServer
-from tests.ingest_support import seed_registry
 from tests.recorder import Recorder, eventually
 
 

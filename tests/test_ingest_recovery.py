@@ -19,19 +19,18 @@ import pytest
 from aedfleet.clock import ScaledClock
 from aedfleet.contract import subscription
 from aedfleet.mqtt import KeepAliveTicker
-from firmware_sim.fleet import FleetSettings, SimulatedFleet
-from firmware_sim.scenario import FleetDefaults, Scenario
-from tests.brokers import MosquittoBroker, free_port
-from tests.commands import AEDFLEET, REPO, command_env
-from tests.conftest import broker_settings
-from tests.influx import InfluxServer
-from tests.ingest_support import (
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings, free_port
+from aedfleet_testing.commands import AEDFLEET, REPO, command_env
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.ingest_support import (
     duplicates,
     published,
     seed_registry,
     stored_points,
     write_ingest_config,
 )
+from firmware_sim.fleet import FleetSettings, SimulatedFleet
+from firmware_sim.scenario import FleetDefaults, Scenario
 from tests.recorder import Recorder, eventually
 
 

@@ -12,13 +12,12 @@ from pydantic import SecretStr
 
 from aedfleet.influx.writer import InfluxSettings
 from aedfleet.logs import CHATTY_LIBRARIES, configure_logging
-from alerting.config import AlertingSettings, HttpSettings, LinkSettings, SchedulerSettings
-from alerting.service import AlertingService
+from aedfleet_app.alerting_process import AlertingProcess, AlertingProcessSettings
+from aedfleet_testing.alerting_e2e_support import running, seed_fleet_registry, store_url_in
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings, free_port
+from alerting.config import HttpSettings, LinkSettings, SchedulerSettings
 from firmware_sim.scenario import Scenario
 from ingest.config import IngestSettings
-from tests.alerting_e2e_support import running, seed_fleet_registry, store_url_in
-from tests.brokers import MosquittoBroker, free_port
-from tests.conftest import broker_settings
 from tests.recorder import eventually
 
 
@@ -38,7 +37,7 @@ async def test_the_alerting_scheduler_says_nothing_at_the_default_level(
     configure_logging()  # the level `aedfleet alerting` runs at unless told otherwise
     caplog.set_level(logging.INFO)
     store_url = store_url_in(tmp_path)
-    settings = AlertingSettings(
+    settings = AlertingProcessSettings(
         ingest=IngestSettings(
             mqtt=broker_settings(broker),
             client_id=f"quiet-{uuid.uuid4().hex[:8]}",
@@ -49,13 +48,15 @@ async def test_the_alerting_scheduler_says_nothing_at_the_default_level(
         http=HttpSettings(port=0),
         scheduler=SchedulerSettings(tick_s=0.05, registry_refresh_s=0.05),
     )
-    service = AlertingService(settings)
+    service = AlertingProcess(settings)
 
     async with running(service):
         # The registry arrives after the start: only the scheduled refresh can load it,
         # so once the engine knows the cabinets, the scheduler has run its jobs.
         seed_fleet_registry(store_url, Scenario())
-        await eventually(lambda: bool(service.engine.cabinet_ids), 30, "registry refreshed")
+        await eventually(
+            lambda: bool(service.alerting.engine.cabinet_ids), 30, "registry refreshed"
+        )
 
     assert any(record.name == "alerting.service" for record in caplog.records)
     chatter = [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")]

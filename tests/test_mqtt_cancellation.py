@@ -16,8 +16,7 @@ import pytest
 
 from aedfleet.mqtt import InboundMessage, KeepAliveTicker, MqttConnection, MqttSettings
 from aedfleet.mqtt.consumer import ConsumerConnection
-from tests.brokers import MosquittoBroker
-from tests.conftest import broker_settings
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings
 
 CONNACK = b"\x20\x03\x00\x00\x00"
 """Session not present, success, no properties."""

@@ -31,8 +31,13 @@ from aedfleet.mqtt import (
 )
 from aedfleet.mqtt.codec import BrokerLimits
 from aedfleet.mqtt.consumer import ConsumerConnection
-from tests.brokers import MosquittoBroker, TlsFiles, free_port, make_test_pki
-from tests.conftest import broker_settings
+from aedfleet_testing.brokers import (
+    MosquittoBroker,
+    TlsFiles,
+    broker_settings,
+    free_port,
+    make_test_pki,
+)
 from tests.recorder import Recorder, eventually
 
 # -- the decoder, fed bytes directly (no transport: nothing is written) ----------------------

@@ -27,8 +27,7 @@ from aedfleet.mqtt import (
     MqttTimeoutError,
 )
 from aedfleet.mqtt.consumer import ConsumerConnection
-from tests.brokers import MosquittoBroker, free_port
-from tests.conftest import broker_settings
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings, free_port
 
 NOT_AUTHORIZED = 0x87
 USER, PASSWORD = "operator", "s3cret-enough"

@@ -22,6 +22,8 @@ from pydantic import ValidationError
 from aedfleet.backoff import BackoffSettings
 from aedfleet.registry import Language, Person
 from aedfleet.settings import ConfigError, FileThenEnvSettings, load_settings
+from aedfleet_testing.brokers import free_port
+from aedfleet_testing.mailbox import Mailbox
 from alerting.model import AlarmType, NoticeKind
 from alerting.notifiers.base import (
     Channel,
@@ -42,8 +44,6 @@ from alerting.notifiers.email import EmailNotifier
 from alerting.notifiers.setup import notifiers_for
 from alerting.notifiers.sms import SmsNotifier
 from alerting.render import Renderer
-from tests.brokers import free_port
-from tests.mailbox import Mailbox
 from tests.notify_support import (
     NOW,
     FakeClock,

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from aedfleet.registry import Language, Person
+from aedfleet_testing.brokers import TlsFiles, free_port, make_test_pki
+from aedfleet_testing.mailbox import Mailbox, SilentServer
 from alerting.model import AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import ChannelError, ChannelTimeoutError, RenderedNotice
 from alerting.notifiers.email import EmailNotifier, SmtpSecurity, SmtpSettings, message_id
 from alerting.render import Renderer
-from tests.brokers import TlsFiles, free_port, make_test_pki
-from tests.mailbox import Mailbox, SilentServer
 from tests.notify_support import DETAILS, alarm, brief, notice, person
 
 RENDERER = Renderer()

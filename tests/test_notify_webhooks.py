@@ -16,6 +16,7 @@ from pydantic import SecretStr, ValidationError
 
 from aedfleet.redact import redact_url
 from aedfleet.registry import Language, Person
+from aedfleet_testing.brokers import free_port
 from alerting.model import AlarmType, NoticeKind, Severity
 from alerting.notifiers.base import Channel, ChannelError, ChannelTimeoutError, RenderedNotice
 from alerting.notifiers.chat import (
@@ -30,7 +31,6 @@ from alerting.notifiers.sms import SmsNotifier, SmsSettings
 from alerting.notifiers.transport import HttpClient
 from alerting.notifiers.webhook import WebhookBody, webhook_signature
 from alerting.render import Renderer
-from tests.brokers import free_port
 from tests.notify_support import (
     DETAILS,
     NOW,

@@ -11,7 +11,7 @@ import pytest
 
 from aedfleet.db.state import StateStore
 from aedfleet.registry import Registry
-from tests.commands import AEDFLEET, command_env
+from aedfleet_testing.commands import AEDFLEET, command_env
 from tests.postgres import (  # noqa: F401 - a fixture
     STORE_BACKENDS,
     empty_postgres,

@@ -23,13 +23,12 @@ from aedfleet.contract import (
     subscription,
 )
 from aedfleet.mqtt import KeepAliveTicker
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings
+from aedfleet_testing.commands import AEDFLEET
 from firmware_sim.faults import Fault
 from firmware_sim.fleet import FleetSettings, FleetStats, SimulatedFleet
 from firmware_sim.ground_truth import read_ground_truth
 from firmware_sim.scenario import SCENARIO_DIR, load_scenario
-from tests.brokers import MosquittoBroker
-from tests.commands import AEDFLEET
-from tests.conftest import broker_settings
 from tests.recorder import Recorder, eventually
 
 

@@ -9,8 +9,7 @@ import random
 from aedfleet.backoff import BackoffSettings
 from aedfleet.mqtt.consumer import ConsumerConnection
 from aedfleet.mqtt.subscription import keep_subscribed
-from tests.brokers import MosquittoBroker
-from tests.conftest import broker_settings
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings
 from tests.recorder import eventually
 
 FAST = BackoffSettings(initial_s=0.05, max_s=0.2)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests import tiers
-from tests.brokers import MosquittoBroker
+from aedfleet_testing import tiers
+from aedfleet_testing.brokers import MosquittoBroker
 from tests.postgres import STORE_BACKENDS, must_reach_postgres
 
 SHARED_FIXTURES = sorted(tiers.FIXTURE_TIERS)

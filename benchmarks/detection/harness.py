@@ -22,10 +22,14 @@ from pydantic import BaseModel, ConfigDict
 
 from aedfleet.clock import ScaledClock
 from aedfleet.mqtt import MqttSettings
+from aedfleet_app.alerting_process import AlertingProcess
+from aedfleet_testing.alerting_e2e_support import alerting_settings, seed_fleet_registry
+from aedfleet_testing.brokers import MosquittoBroker
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.mailbox import Mailbox
 from alerting.config import SchedulerSettings
 from alerting.model import NoticeKind, NotificationState, Severity
 from alerting.quiet import QuietSettings, is_urgent
-from alerting.service import AlertingService
 from alerting.store import AlarmStore
 from benchmarks.detection.plan import (
     HEARTBEAT_INTERVAL_S,
@@ -43,10 +47,6 @@ from firmware_sim.faults import FaultPhase, Phase
 from firmware_sim.fleet import FleetSettings, SimulatedFleet
 from firmware_sim.ground_truth import read_ground_truth
 from firmware_sim.scenario import Scenario, load_scenario
-from tests.alerting_e2e_support import alerting_settings, seed_fleet_registry
-from tests.brokers import MosquittoBroker
-from tests.influx import InfluxServer
-from tests.mailbox import Mailbox
 
 DATABASE: Final = "detection"
 REPO: Final = Path(__file__).resolve().parents[2]
@@ -179,7 +179,7 @@ class ServiceRun:
     while the faults play, and stopped after. A failure while stopping does not void
     the score (what was sent is in the mailbox); it is kept for the report."""
 
-    def __init__(self, service: AlertingService) -> None:
+    def __init__(self, service: AlertingProcess) -> None:
         self.service = service
         self.stop_error: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -299,11 +299,11 @@ def store_facts(store: AlarmStore, faulty: Iterable[str]) -> StoreFacts:
 
 
 async def wait_for_fleet(
-    service: AlertingService, cabinet_ids: Sequence[str], clock: ScaledClock, by: datetime
+    service: AlertingProcess, cabinet_ids: Sequence[str], clock: ScaledClock, by: datetime
 ) -> None:
     """Until every cabinet has been heard from and judged; RunFailedError after ``by``."""
     while True:
-        heard = sum(service.engine.cabinet_readiness(c) is not None for c in cabinet_ids)
+        heard = sum(service.alerting.engine.cabinet_readiness(c) is not None for c in cabinet_ids)
         if heard == len(cabinet_ids):
             return
         if clock.now() >= by:
@@ -380,7 +380,7 @@ async def run(args: argparse.Namespace, work: Path) -> tuple[Score, RunFacts]:
             )
             thresholds = thresholds_by_cabinet(scenario, settings.rules)
             grouping = settings.quiet.grouping.window
-            service = AlertingService(settings, clock=clock)
+            service = AlertingProcess(settings, clock=clock)
             async with ServiceRun(service) as service_run:
                 try:
                     fleet_start = await fleet.start()

@@ -10,13 +10,13 @@ from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from aedfleet_testing.alerting_e2e_support import EMAIL_DOMAIN
 from alerting.model import AlarmType
 from alerting.rule_config import RuleConfig, Thresholds, rules_for
 from firmware_sim.cabinet import CabinetSpec, next_selftest_after
 from firmware_sim.faults import Fault
 from firmware_sim.registry import simulated_registry
 from firmware_sim.scenario import SCENARIO_DIR, Scenario, fleet_specs
-from tests.alerting_e2e_support import EMAIL_DOMAIN
 
 SCENARIO: Final = SCENARIO_DIR / "detection.yaml"
 ZONE: Final = ZoneInfo("Asia/Shanghai")

@@ -15,8 +15,11 @@ from pydantic import SecretStr
 
 from aedfleet.db.state import StateStore
 from aedfleet.influx.writer import InfluxSettings
+from aedfleet_app.alerting_process import AlertingProcess, AlertingProcessSettings
+from aedfleet_testing.brokers import MosquittoBroker, broker_settings, free_port
+from aedfleet_testing.influx import InfluxServer
+from aedfleet_testing.mailbox import Mailbox
 from alerting.config import (
-    AlertingSettings,
     ApiScope,
     ApiToken,
     HttpSettings,
@@ -26,15 +29,10 @@ from alerting.config import (
 from alerting.notifiers.delivery import NotifySettings
 from alerting.notifiers.email import SmtpSecurity, SmtpSettings
 from alerting.quiet import QuietSettings
-from alerting.service import AlertingService
 from alerting.store import AlarmStore
 from firmware_sim.registry import simulated_registry
 from firmware_sim.scenario import Scenario
 from ingest.config import IngestSettings
-from tests.brokers import MosquittoBroker, free_port
-from tests.conftest import broker_settings
-from tests.influx import InfluxServer
-from tests.mailbox import Mailbox
 
 EMAIL_DOMAIN = "aed-captains.example.cn"
 LINK_SECRET = secrets.token_hex(32)
@@ -47,7 +45,7 @@ def alerting_settings(
     store_url: str,
     mailbox: Mailbox,
     **sections: Any,
-) -> AlertingSettings:
+) -> AlertingProcessSettings:
     """Settings against this test's servers: no quiet hours, a fast scheduler."""
     http_port = free_port()
     values: dict[str, Any] = {
@@ -81,7 +79,7 @@ def alerting_settings(
         "scheduler": SchedulerSettings(tick_s=0.1),
     }
     values.update(sections)
-    return AlertingSettings(**values)
+    return AlertingProcessSettings(**values)
 
 
 def seed_fleet_registry(store_url: str, scenario: Scenario) -> None:
@@ -97,7 +95,7 @@ def email_of(person_id: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running(service: AlertingService) -> AsyncIterator[AlertingService]:
+async def running(service: AlertingProcess) -> AsyncIterator[AlertingProcess]:
     task = asyncio.create_task(service.run())
     try:
         async with asyncio.timeout(30):

@@ -95,7 +95,7 @@ def unmarked_server(test: RunningTest | None, tier: str) -> str | None:
         return None
     return (
         f"{test.node_id} starts {SERVER_NAMES[tier]} but is not marked {tier!r}: add "
-        f"@pytest.mark.{tier}, or use a fixture of tests/tiers.py's FIXTURE_TIERS"
+        f"@pytest.mark.{tier}, or use a fixture of aedfleet_testing/tiers.py's FIXTURE_TIERS"
     )
 
 

@@ -11,7 +11,7 @@ from aedfleet.contract import Status, decode_cabinet_message
 from aedfleet.db.state import StateStore
 from aedfleet.mqtt import InboundMessage
 from aedfleet.registry import Cabinet, Registry, SiteType
-from tests.influx import InfluxServer
+from aedfleet_testing.influx import InfluxServer
 
 MEASUREMENTS = ("heartbeat", "event", "selftest", "consumables", "birth", "cmd_result")
 

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.tiers import BROKER, require_tier
+from aedfleet.mqtt import MqttSettings
+from aedfleet_testing.tiers import BROKER, require_tier
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -192,3 +193,7 @@ class MosquittoBroker:
                     if time.monotonic() > deadline:
                         raise
             self._process = None
+
+
+def broker_settings(broker: MosquittoBroker) -> MqttSettings:
+    return MqttSettings(host="127.0.0.1", port=broker.port, keepalive_s=5, connect_timeout_s=5)

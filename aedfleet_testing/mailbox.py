@@ -22,7 +22,7 @@ from typing import Any, Literal, Self, cast
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from tests.brokers import TlsFiles, free_port
+from aedfleet_testing.brokers import TlsFiles, free_port
 
 Security = Literal["none", "starttls", "tls"]
 

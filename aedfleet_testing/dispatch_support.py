@@ -29,6 +29,7 @@ from aedfleet.registry import (
     Role,
     SiteType,
 )
+from aedfleet_testing.brokers import free_port
 from dispatch.formats import CAP_NAMESPACE
 from dispatch.signing import (
     IDEMPOTENCY_HEADER,
@@ -37,7 +38,6 @@ from dispatch.signing import (
     SignatureError,
     SignatureVerifier,
 )
-from tests.brokers import free_port
 
 HMAC_SECRET: Final = "correct horse battery staple 120"  # noqa: S105 - test key
 BEARER_TOKEN: Final = "t0ken-for-the-command-centre"  # noqa: S105 - test token
