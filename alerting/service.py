@@ -257,6 +257,11 @@ def _logged(job: Callable[[], object], name: str) -> Callable[[], object]:
             result = job()
             if asyncio.iscoroutine(result):
                 await result
+        except asyncio.CancelledError:
+            # The scheduler cancels a job still running when the service stops; the job
+            # is idempotent and runs again after a restart, so this is no failure (and
+            # APScheduler would log it as one).
+            log.debug("alerting: scheduled %s stopped with the service", name)
         except Exception:
             log.exception("alerting: scheduled %s failed; it runs again next time", name)
 
