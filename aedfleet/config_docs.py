@@ -180,9 +180,10 @@ def _rows(model: type[BaseModel], values: BaseModel | None, loc: _Loc) -> Iterat
         optional = ", optional" if _is_optional(annotation) else ""
         if isinstance(value, FileThenEnvSettings):
             # A whole service's settings inside another's (the alerting's [ingest]).
+            text = field.description or f"The keys of the {key} service above, in this table"
             yield (
-                f"| `{dotted}` | table | the {key} service's | The keys of the {key} "
-                f"service above, in this table | `{env_name(here)}__<KEY>` |"
+                f"| `{dotted}` | table | the {key} service's | {_cell(text)} "
+                f"| `{env_name(here)}__<KEY>` |"
             )
             continue
         yield (
