@@ -15,9 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class BackoffSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    initial_s: float = Field(default=1.0, gt=0)
-    max_s: float = Field(default=120.0, gt=0)
-    multiplier: float = Field(default=2.0, ge=1, le=10)
+    initial_s: float = Field(
+        default=1.0, gt=0, description="Seconds; the first retry waits between half this and this"
+    )
+    max_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds no wait exceeds, however many failures; not below initial_s",
+    )
+    multiplier: float = Field(
+        default=2.0,
+        ge=1,
+        le=10,
+        description="The longest wait grows by this factor with each further failure; 1 = "
+        "it stays at initial_s",
+    )
 
     @model_validator(mode="after")
     def _max_not_below_initial(self) -> BackoffSettings:

@@ -189,7 +189,10 @@ class SelftestPeriod(StrEnum):
 
 
 class SelftestSchedule(_Frozen):
-    period: SelftestPeriod
+    period: SelftestPeriod = Field(
+        description="How often the AED tests itself: daily, weekly (on weekday) or monthly (on "
+        "day_of_month)"
+    )
     at_local: time = Field(description="Local wall-clock time the AED runs its self-test")
     weekday: int | None = Field(
         default=None, ge=0, le=6, description="Weekly tests: 0 = Monday … 6 = Sunday"

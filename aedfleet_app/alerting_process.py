@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
+from pydantic import Field
+
 from aedfleet.clock import Clock
 from alerting.config import AlertingSettings
 from alerting.notifiers.delivery import Deliverer
@@ -22,7 +24,11 @@ from ingest.service import IngestService
 class AlertingProcessSettings(AlertingSettings):
     """The alerting sections and the ``[ingest]`` section of the process's one file."""
 
-    ingest: IngestSettings = IngestSettings()
+    ingest: IngestSettings = Field(
+        default=IngestSettings(),
+        description="The ingest pipeline this service runs: the keys of the ingest service "
+        "above, in this table",
+    )
 
 
 class AlertingProcess:

@@ -4,7 +4,8 @@ Every key of every service's settings, with its type and bounds, its default (ne
 secret's), its description and the environment variable that sets it, between two markers
 so that the prose around them stays hand-written. ``make docs`` (``python -m
 aedfleet_app.config_docs``) rewrites the file; ``tests/test_config_docs.py`` fails when the
-committed file differs from what this module writes.
+committed file differs from what this module writes, or when :func:`undescribed` names a
+settings field without a ``Field(description=...)``.
 """
 
 from __future__ import annotations
@@ -180,9 +181,10 @@ def _rows(model: type[BaseModel], values: BaseModel | None, loc: _Loc) -> Iterat
         optional = ", optional" if _is_optional(annotation) else ""
         if isinstance(value, FileThenEnvSettings):
             # A whole service's settings inside another's (the alerting's [ingest]).
+            text = field.description or f"The keys of the {key} service above, in this table"
             yield (
-                f"| `{dotted}` | table | the {key} service's | The keys of the {key} "
-                f"service above, in this table | `{env_name(here)}__<KEY>` |"
+                f"| `{dotted}` | table | the {key} service's | {_cell(text)} "
+                f"| `{env_name(here)}__<KEY>` |"
             )
             continue
         yield (
@@ -195,6 +197,24 @@ def _rows(model: type[BaseModel], values: BaseModel | None, loc: _Loc) -> Iterat
             yield from _rows(member, nested, here)
         for member in items:
             yield from _rows(member, None, (*here, 0))
+
+
+def undescribed(services: Sequence[tuple[str, str, type[BaseModel]]] = SERVICES) -> list[str]:
+    """The keys, as ``service: dotted.key``, whose field has no ``Field(description=...)``."""
+    return [f"{name}: {key}" for name, _, model in services for key in _undescribed(model, "")]
+
+
+def _undescribed(model: type[BaseModel], prefix: str) -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        if not field.description:
+            yield key
+        if isinstance(field.annotation, type) and issubclass(field.annotation, FileThenEnvSettings):
+            continue  # another service's settings, checked as that service
+        for member in _models_in(field.annotation):
+            yield from _undescribed(member, f"{key}.")
+        for member in _list_item_models(field.annotation):
+            yield from _undescribed(member, f"{key}[].")
 
 
 def _summary(model: type[BaseModel] | None) -> str:

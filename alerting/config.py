@@ -39,7 +39,11 @@ class LinkSettings(_Section):
         default="http://127.0.0.1:8470/l/",
         description="Public URL of the link endpoint as captains' phones reach it",
     )
-    ttl: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
+    ttl: timedelta = Field(
+        default=timedelta(days=3),
+        gt=timedelta(0),
+        description="How long a link in a notice stays valid after it was made",
+    )
 
 
 class ApiScope(StrEnum):
@@ -52,15 +56,23 @@ class ApiScope(StrEnum):
 class ApiToken(_Section):
     """One system's key to the JSON API: what it may do, and the name it acts under."""
 
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
-    token: SecretStr
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")] = Field(
+        description="The system's name, recorded with what it does: lower case letters, digits, "
+        "_ . -, at most 32"
+    )
+    token: SecretStr = Field(
+        description="Sent as Authorization: Bearer TOKEN; each token belongs to one name"
+    )
     scope: ApiScope = Field(
         default=ApiScope.READ, description="read (the default) or write; least rights first"
     )
 
 
 class HttpSettings(_Section):
-    host: str = "127.0.0.1"
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the link pages, the API and /healthz listen on",
+    )
     port: int = Field(default=8470, ge=0, le=65_535, description="0 = any free port")
     api_tokens: tuple[ApiToken, ...] = Field(
         default=(),
@@ -83,14 +95,24 @@ class SchedulerSettings(_Section):
     tick_s: float = Field(
         default=1.0, gt=0, le=60, description="How often deadlines and escalations are checked"
     )
-    readiness_snapshot_s: float = Field(default=300, gt=0)
+    readiness_snapshot_s: float = Field(
+        default=300,
+        gt=0,
+        description="Seconds between readiness points of every cabinet (beside one at each change)",
+    )
     registry_refresh_s: float = Field(
         default=60,
         gt=0,
         description="How often to check the registry's revision; it is reloaded when it moved",
     )
-    digest_check_s: float = Field(default=60, gt=0)
-    max_parallel_deliveries: int = Field(default=16, ge=1, le=256)
+    digest_check_s: float = Field(
+        default=60,
+        gt=0,
+        description="Seconds between checks for due daily digests; a digest may go out this late",
+    )
+    max_parallel_deliveries: int = Field(
+        default=16, ge=1, le=256, description="Notices being sent at once at most, all channels"
+    )
     first_contact_grace_s: float = Field(
         default=600,
         ge=0,
@@ -100,12 +122,37 @@ class SchedulerSettings(_Section):
 
 
 class AlertingSettings(FileThenEnvSettings):
-    rules: RuleConfig = RuleConfig()
-    escalation: EscalationPolicies = EscalationPolicies()
-    hysteresis: Hysteresis = Hysteresis()
-    quiet: QuietSettings = QuietSettings()
-    notify: NotifySettings = NotifySettings()
-    silences: SilenceLimits = SilenceLimits()
-    links: LinkSettings
-    http: HttpSettings = HttpSettings()
-    scheduler: SchedulerSettings = SchedulerSettings()
+    rules: RuleConfig = Field(
+        default=RuleConfig(),
+        description="What counts as wrong, and when: AED models, thresholds, severities, "
+        "overrides (docs/alerting.md)",
+    )
+    escalation: EscalationPolicies = Field(
+        default=EscalationPolicies(), description="Who is paged when, one policy per severity"
+    )
+    hysteresis: Hysteresis = Field(
+        default=Hysteresis(),
+        description="When an alarm whose condition went away resolves by itself",
+    )
+    quiet: QuietSettings = Field(
+        default=QuietSettings(),
+        description="Quiet hours, grouping and the daily digest of warning and info notices",
+    )
+    notify: NotifySettings = Field(
+        default=NotifySettings(), description="The channels notices go out on, and their retries"
+    )
+    silences: SilenceLimits = Field(
+        default=SilenceLimits(), description="What a silence may ask for"
+    )
+    links: LinkSettings = Field(
+        description="The signed links in notices (acknowledge, resolve, record an inspection); "
+        "required, as secrets has no default"
+    )
+    http: HttpSettings = Field(
+        default=HttpSettings(),
+        description="The HTTP endpoint: link pages, the JSON API and /healthz",
+    )
+    scheduler: SchedulerSettings = Field(
+        default=SchedulerSettings(),
+        description="Intervals of the time-driven work, and the bound on deliveries",
+    )

@@ -70,15 +70,26 @@ class _Value(BaseModel):
 
 class EscalationStep(_Value):
     after: timedelta = Field(ge=timedelta(0), description="Since the escalation started")
-    roles: tuple[Role, ...] = Field(min_length=1)
+    roles: tuple[Role, ...] = Field(
+        min_length=1,
+        description="Who is paged: the cabinet's captain, its backups, its unit's coordinator",
+    )
 
 
 class EscalationPolicy(_Value):
-    steps: tuple[EscalationStep, ...] = ()
-    repeat_every: timedelta | None = Field(
-        default=None, gt=timedelta(0), description="After the last step; None: no repeat"
+    steps: tuple[EscalationStep, ...] = Field(
+        default=(), description="Who is paged when, in the order of their after times"
     )
-    repeat_kind: NoticeKind = NoticeKind.PAGE
+    repeat_every: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="Page every role of the steps again this often after the last step; unset "
+        "(also when a policy's table leaves it out): no repeat",
+    )
+    repeat_kind: NoticeKind = Field(
+        default=NoticeKind.PAGE,
+        description="What the repeat rounds send to every role of the steps: page or reminder",
+    )
     digest: bool = Field(default=False, description="Page nobody: the daily digest lists it")
 
     @model_validator(mode="after")
@@ -107,28 +118,43 @@ _MINUTE: Final = timedelta(minutes=1)
 class EscalationPolicies(_Value):
     """One policy per severity (configuration; the defaults are the issue's)."""
 
-    critical: EscalationPolicy = EscalationPolicy(
-        steps=(
-            EscalationStep(after=timedelta(0), roles=(Role.CAPTAIN,)),
-            EscalationStep(after=10 * _MINUTE, roles=(Role.BACKUP,)),
-            EscalationStep(after=30 * _MINUTE, roles=(Role.COORDINATOR,)),
+    critical: EscalationPolicy = Field(
+        default=EscalationPolicy(
+            steps=(
+                EscalationStep(after=timedelta(0), roles=(Role.CAPTAIN,)),
+                EscalationStep(after=10 * _MINUTE, roles=(Role.BACKUP,)),
+                EscalationStep(after=30 * _MINUTE, roles=(Role.COORDINATOR,)),
+            ),
+            repeat_every=30 * _MINUTE,
         ),
-        repeat_every=30 * _MINUTE,
+        description="Critical alarms; by default the captain at once, the backups after "
+        "10 min, the coordinator after 30 min, all three again every 30 min",
     )
-    high: EscalationPolicy = EscalationPolicy(
-        steps=(
-            EscalationStep(after=timedelta(0), roles=(Role.CAPTAIN,)),
-            EscalationStep(after=30 * _MINUTE, roles=(Role.BACKUP,)),
-            EscalationStep(after=120 * _MINUTE, roles=(Role.COORDINATOR,)),
+    high: EscalationPolicy = Field(
+        default=EscalationPolicy(
+            steps=(
+                EscalationStep(after=timedelta(0), roles=(Role.CAPTAIN,)),
+                EscalationStep(after=30 * _MINUTE, roles=(Role.BACKUP,)),
+                EscalationStep(after=120 * _MINUTE, roles=(Role.COORDINATOR,)),
+            ),
+            repeat_every=240 * _MINUTE,
         ),
-        repeat_every=240 * _MINUTE,
+        description="High alarms; by default the captain at once, the backups after 30 min, "
+        "the coordinator after 2 h, all three again every 4 h",
     )
-    warning: EscalationPolicy = EscalationPolicy(
-        steps=(EscalationStep(after=timedelta(0), roles=(Role.CAPTAIN,)),),
-        repeat_every=timedelta(days=1),
-        repeat_kind=NoticeKind.REMINDER,
+    warning: EscalationPolicy = Field(
+        default=EscalationPolicy(
+            steps=(EscalationStep(after=timedelta(0), roles=(Role.CAPTAIN,)),),
+            repeat_every=timedelta(days=1),
+            repeat_kind=NoticeKind.REMINDER,
+        ),
+        description="Warnings; by default the captain at once, and a reminder every day",
     )
-    info: EscalationPolicy = EscalationPolicy(digest=True)
+    info: EscalationPolicy = Field(
+        default=EscalationPolicy(digest=True),
+        description="Info alarms; by default nobody is paged: the captain's daily digest "
+        "lists them",
+    )
 
     def for_severity(self, severity: Severity) -> EscalationPolicy:
         policy: EscalationPolicy = getattr(self, severity.value)

@@ -106,7 +106,12 @@ class _Value(BaseModel):
 class Hysteresis(_Value):
     """How long an alarm's condition must stay away before the alarm resolves by itself."""
 
-    default_hold: timedelta = Field(default=DEFAULT_HOLD, ge=timedelta(0))
+    default_hold: timedelta = Field(
+        default=DEFAULT_HOLD,
+        ge=timedelta(0),
+        description="How long a condition must stay clear before its alarm resolves by itself; "
+        "a condition back within it cancels the clearing",
+    )
     holds: dict[AlarmType, timedelta] = Field(
         default_factory=lambda: dict.fromkeys(sorted(INSTANT_CLEAR), timedelta(0)),
         description="Hold time per alarm type, overriding default_hold",

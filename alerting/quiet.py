@@ -76,9 +76,15 @@ class QuietHours(_Value):
     ``start`` is inside the window, ``end`` is not; ``start > end`` crosses midnight.
     """
 
-    start: LocalTime
-    end: LocalTime
-    time_zone: TimeZoneName = DEFAULT_TIME_ZONE
+    start: LocalTime = Field(description="Local wall-clock time the window starts, e.g. 22:00")
+    end: LocalTime = Field(
+        description="Local wall-clock time the window ends, e.g. 07:00; before start, the "
+        "window crosses midnight"
+    )
+    time_zone: TimeZoneName = Field(
+        default=DEFAULT_TIME_ZONE,
+        description="IANA zone of start and end, and of the person's daily digest",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> QuietHours:
@@ -127,14 +133,23 @@ class GroupingPolicy(_Value):
 class QuietSettings(_Value):
     """Quiet hours, grouping and digest configuration of the notification service."""
 
-    default: OptionalQuietHours = QuietHours(
-        start=time(22, 0), end=time(7, 0), time_zone=DEFAULT_TIME_ZONE
+    default: OptionalQuietHours = Field(
+        default=QuietHours(start=time(22, 0), end=time(7, 0), time_zone=DEFAULT_TIME_ZONE),
+        description="Quiet hours of everyone without an override, in which warning and info "
+        "notices wait; 'off' for none",
     )
     overrides: dict[PersonId, OptionalQuietHours] = Field(
         default_factory=dict, description="Per-person quiet hours ('off' for none)"
     )
-    grouping: GroupingPolicy = GroupingPolicy()
-    digest_time: LocalTime = DEFAULT_DIGEST_TIME
+    grouping: GroupingPolicy = Field(
+        default=GroupingPolicy(),
+        description="How warning and info notices to one person are combined into one message",
+    )
+    digest_time: LocalTime = Field(
+        default=DEFAULT_DIGEST_TIME,
+        description="Local wall-clock time the daily digest of info alarms goes out; at the "
+        "end of quiet hours when inside them",
+    )
     time_zone: TimeZoneName = Field(
         default=DEFAULT_TIME_ZONE, description="Digest zone for people without quiet hours"
     )

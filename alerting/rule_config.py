@@ -68,8 +68,8 @@ def _problems(error: ValidationError) -> str:
 class TemperatureRange(_Config):
     """Inclusive bounds, in °C."""
 
-    min_c: float = Field(ge=-80, le=100)
-    max_c: float = Field(ge=-80, le=100)
+    min_c: float = Field(ge=-80, le=100, description="Lowest allowed, in °C; below max_c")
+    max_c: float = Field(ge=-80, le=100, description="Highest allowed, in °C")
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -91,8 +91,18 @@ class AedModelSpec(_Config):
     warning (about 10 %) leaves the captain time to get a battery.
     """
 
-    min_battery_pct: float = Field(default=20.0, ge=0, le=100)
-    storage_c: TemperatureRange = TemperatureRange(min_c=0.0, max_c=50.0)
+    min_battery_pct: float = Field(
+        default=20.0,
+        ge=0,
+        le=100,
+        description="battery_low below this battery level, in %; above the AED's own warning "
+        "(about 10 %) so that the captain has time to get a battery",
+    )
+    storage_c: TemperatureRange = Field(
+        default=TemperatureRange(min_c=0.0, max_c=50.0),
+        description="Temperatures the AED may be kept in with battery and pads fitted, in °C "
+        "(inclusive); outside it, the temperature alarm",
+    )
 
 
 # The models the simulator fits (firmware_sim.fleet.AED_MODELS), from the manufacturers'
@@ -120,8 +130,11 @@ def _model_key(name: str) -> str:
 
 
 class NamedAedModel(_Config):
-    name: Annotated[str, Field(min_length=1, max_length=500)]
-    spec: AedModelSpec
+    name: Annotated[str, Field(min_length=1, max_length=500)] = Field(
+        description="The model as the registry's aed_model names it, compared ignoring case "
+        "and spacing; replaces a built-in model of that name"
+    )
+    spec: AedModelSpec = Field(description="What this model needs to stay ready")
 
 
 def _named_models(value: object) -> object:
@@ -137,8 +150,15 @@ def _named_models(value: object) -> object:
 class ExpiryNotice(_Config):
     """Notice of a consumable that expires within ``within_days`` days, at ``severity``."""
 
-    within_days: int = Field(ge=0, le=3_650)
-    severity: Severity
+    within_days: int = Field(
+        ge=0,
+        le=3_650,
+        description="Days before the expiry date; the notice starts at local midnight",
+    )
+    severity: Severity = Field(
+        description="Of pads_expiring / battery_expiring from then on; a nearer notice may not be "
+        "less severe"
+    )
 
 
 DEFAULT_EXPIRY_NOTICES: Final = (
@@ -154,7 +174,10 @@ Duration = Annotated[timedelta, Field(ge=timedelta(0))]
 class Thresholds(_Config):
     """When a finding becomes a condition. A deadline counts as passed at its instant."""
 
-    aed_not_returned_after: PositiveDuration = timedelta(minutes=30)
+    aed_not_returned_after: PositiveDuration = Field(
+        default=timedelta(minutes=30),
+        description="An AED out of its cabinet this long raises aed_not_returned",
+    )
     event_hold: PositiveDuration = Field(
         default=timedelta(minutes=2),
         description="A door opened and closed, or an AED taken and put back, before the "
@@ -165,23 +188,52 @@ class Thresholds(_Config):
         description="An inspection may hold the door open this long before the cabinet "
         "counts as not ready (the door alarm itself is immediate)",
     )
-    selftest_grace_daily: PositiveDuration = timedelta(hours=26)
-    selftest_grace_weekly: PositiveDuration = timedelta(days=8)
-    selftest_grace_monthly: PositiveDuration = timedelta(days=32)
+    selftest_grace_daily: PositiveDuration = Field(
+        default=timedelta(hours=26),
+        description="Daily schedule (also an unknown one): selftest_missing once the last "
+        "self-test, else the first contact, is this old",
+    )
+    selftest_grace_weekly: PositiveDuration = Field(
+        default=timedelta(days=8),
+        description="Weekly schedule: selftest_missing once the last self-test, else the first "
+        "contact, is this old",
+    )
+    selftest_grace_monthly: PositiveDuration = Field(
+        default=timedelta(days=32),
+        description="Monthly schedule: selftest_missing once the last self-test, else the first "
+        "contact, is this old",
+    )
     expiry_notices: tuple[ExpiryNotice, ...] = Field(
         default=DEFAULT_EXPIRY_NOTICES,
         max_length=10,
         description="Advance notices of pads and battery expiry, the nearest the most severe",
     )
-    heartbeat_misses: int = Field(default=3, ge=1, le=1_000)
+    heartbeat_misses: int = Field(
+        default=3,
+        ge=1,
+        le=1_000,
+        description="offline once this many heartbeat intervals pass without a heartbeat",
+    )
     heartbeat_interval: PositiveDuration = Field(
         default=timedelta(seconds=60),
         description="Assumed until the cabinet's birth tells its own interval",
     )
-    offline_critical_after: PositiveDuration = timedelta(hours=24)
-    temperature_excursion_after: Duration = timedelta(minutes=30)
-    tamper_window: PositiveDuration = timedelta(hours=1)
-    inspection_interval: Annotated[timedelta, Field(ge=timedelta(days=1))] = timedelta(days=30)
+    offline_critical_after: PositiveDuration = Field(
+        default=timedelta(hours=24),
+        description="An offline alarm takes the offline_long severity once it has lasted this long",
+    )
+    temperature_excursion_after: Duration = Field(
+        default=timedelta(minutes=30),
+        description="The temperature alarm once outside the storage range this long; 0 = at once",
+    )
+    tamper_window: PositiveDuration = Field(
+        default=timedelta(hours=1), description="A tamper event keeps its tamper alarm this long"
+    )
+    inspection_interval: Annotated[timedelta, Field(ge=timedelta(days=1))] = Field(
+        default=timedelta(days=30),
+        description="inspection_overdue this long after the last inspection, else the install "
+        "date, else the first contact",
+    )
     inspection_reminder_lead: Duration = Field(
         default=timedelta(days=3), description="How long before an inspection is due to remind"
     )
@@ -209,25 +261,86 @@ class Severities(_Config):
     cabinet needs heating.
     """
 
-    door_opened: Severity = Severity.CRITICAL
-    aed_removed: Severity = Severity.CRITICAL
-    aed_not_returned: Severity = Severity.CRITICAL
-    post_use_check: Severity = Severity.HIGH
-    selftest_failed: Severity = Severity.CRITICAL
-    aed_not_ready: Severity = Severity.CRITICAL
-    fault_codes: Severity = Severity.CRITICAL
-    pads_missing: Severity = Severity.CRITICAL
-    pads_expired: Severity = Severity.CRITICAL
-    battery_expired: Severity = Severity.CRITICAL
-    battery_low: Severity = Severity.HIGH
-    offline: Severity = Severity.WARNING
-    offline_long: Severity = Severity.CRITICAL
-    selftest_missing: Severity = Severity.HIGH
-    temperature: Severity = Severity.HIGH
-    power_lost: Severity = Severity.WARNING
-    power_lost_unheated: Severity = Severity.CRITICAL
-    tamper: Severity = Severity.HIGH
-    inspection_overdue: Severity = Severity.WARNING
+    door_opened: Severity = Field(
+        default=Severity.CRITICAL,
+        description="door_opened: the cabinet's door is open",
+    )
+    aed_removed: Severity = Field(
+        default=Severity.CRITICAL,
+        description="aed_removed: the AED is out of its cabinet",
+    )
+    aed_not_returned: Severity = Field(
+        default=Severity.CRITICAL,
+        description="aed_not_returned: the AED has been out longer than "
+        "thresholds.aed_not_returned_after",
+    )
+    post_use_check: Severity = Field(
+        default=Severity.HIGH,
+        description="post_use_check: the AED is back, without a passing self-test and new "
+        "pads since",
+    )
+    selftest_failed: Severity = Field(
+        default=Severity.CRITICAL,
+        description="selftest_failed: the last self-test failed",
+    )
+    aed_not_ready: Severity = Field(
+        default=Severity.CRITICAL,
+        description="aed_not_ready: the heartbeat's ready indicator is off",
+    )
+    fault_codes: Severity = Field(
+        default=Severity.CRITICAL,
+        description="fault_codes: the last self-test passed yet reported fault codes",
+    )
+    pads_missing: Severity = Field(
+        default=Severity.CRITICAL,
+        description="pads_missing: the AED has no pads",
+    )
+    pads_expired: Severity = Field(
+        default=Severity.CRITICAL,
+        description="pads_expired: the pads are past their expiry date",
+    )
+    battery_expired: Severity = Field(
+        default=Severity.CRITICAL,
+        description="battery_expired: the battery is past its expiry date",
+    )
+    battery_low: Severity = Field(
+        default=Severity.HIGH,
+        description="battery_low: the battery is below the AED model's min_battery_pct",
+    )
+    offline: Severity = Field(
+        default=Severity.WARNING,
+        description="offline: a last will, or thresholds.heartbeat_misses heartbeats missed",
+    )
+    offline_long: Severity = Field(
+        default=Severity.CRITICAL,
+        description="offline_long: offline for thresholds.offline_critical_after",
+    )
+    selftest_missing: Severity = Field(
+        default=Severity.HIGH,
+        description="selftest_missing: no self-test within the schedule plus its grace",
+    )
+    temperature: Severity = Field(
+        default=Severity.HIGH,
+        description="temperature: outside the AED model's storage range for "
+        "thresholds.temperature_excursion_after",
+    )
+    power_lost: Severity = Field(
+        default=Severity.WARNING,
+        description="power_lost: the cabinet runs on backup power",
+    )
+    power_lost_unheated: Severity = Field(
+        default=Severity.CRITICAL,
+        description="power_lost_unheated: on backup power while the cabinet needs heating "
+        "(heater on, or colder than the AED model's minimum)",
+    )
+    tamper: Severity = Field(
+        default=Severity.HIGH,
+        description="tamper: a tamper event, for thresholds.tamper_window",
+    )
+    inspection_overdue: Severity = Field(
+        default=Severity.WARNING,
+        description="inspection_overdue: no inspection for thresholds.inspection_interval",
+    )
 
 
 # -- overrides -----------------------------------------------------------------------------------
@@ -262,9 +375,15 @@ class OverrideMatch(_Config):
     among them).
     """
 
-    aed_model: Annotated[str, Field(min_length=1, max_length=500)] | None = None
-    site_type: SiteType | None = None
-    region_code: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    aed_model: Annotated[str, Field(min_length=1, max_length=500)] | None = Field(
+        default=None, description="The registry's aed_model, compared ignoring case and spacing"
+    )
+    site_type: SiteType | None = Field(default=None, description="The registry's site_type")
+    region_code: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
+        default=None,
+        description="A prefix of the registry's region_code: 4403 matches every district of "
+        "Shenzhen",
+    )
 
     @model_validator(mode="after")
     def _names_something(self) -> Self:
@@ -283,10 +402,16 @@ class OverrideMatch(_Config):
 
 
 class RuleOverride(_Config):
-    match: OverrideMatch
-    aed: Annotated[Patch, BeforeValidator(_patch_of(AedModelSpec))] = ()
-    thresholds: Annotated[Patch, BeforeValidator(_patch_of(Thresholds))] = ()
-    severities: Annotated[Patch, BeforeValidator(_patch_of(Severities))] = ()
+    match: OverrideMatch = Field(description="The cabinets it applies to")
+    aed: Annotated[Patch, BeforeValidator(_patch_of(AedModelSpec))] = Field(
+        default=(), description="AED spec keys to replace, e.g. {min_battery_pct = 30}"
+    )
+    thresholds: Annotated[Patch, BeforeValidator(_patch_of(Thresholds))] = Field(
+        default=(), description='Threshold keys to replace, e.g. {tamper_window = "PT2H"}'
+    )
+    severities: Annotated[Patch, BeforeValidator(_patch_of(Severities))] = Field(
+        default=(), description='Severity keys to replace, e.g. {offline = "high"}'
+    )
 
 
 # -- the whole configuration and a cabinet's rules ------------------------------------------------
@@ -310,15 +435,36 @@ class RuleConfig(_Config):
     built-in one of the same name); cabinets of a model not named get ``default_aed_model``.
     """
 
-    default_aed_model: AedModelSpec = AedModelSpec()
+    default_aed_model: AedModelSpec = Field(
+        default=AedModelSpec(), description="The spec of an AED model not in aed_models"
+    )
     # Validated even when absent: the validator adds the built-in models.
     aed_models: Annotated[tuple[NamedAedModel, ...], BeforeValidator(_named_models)] = Field(
-        default=(), validate_default=True
+        default=(),
+        validate_default=True,
+        description="Specs by AED model, added to the built-in ones; also as a table of "
+        "name = spec",
     )
-    thresholds: Thresholds = Thresholds()
-    severities: Severities = Severities()
-    default_time_zone: TimeZoneName = DEFAULT_TIME_ZONE
-    overrides: tuple[RuleOverride, ...] = Field(default=(), max_length=1_000)
+    thresholds: Thresholds = Field(
+        default=Thresholds(),
+        description="When a finding becomes a condition; a deadline counts as passed at its "
+        "instant",
+    )
+    severities: Severities = Field(
+        default=Severities(),
+        description="The severity of each alarm type: it picks the escalation policy, and "
+        "critical and high are never held by quiet hours",
+    )
+    default_time_zone: TimeZoneName = Field(
+        default=DEFAULT_TIME_ZONE,
+        description="The zone of a cabinet whose birth has not told its own, for its dates "
+        "and the times in its notices",
+    )
+    overrides: tuple[RuleOverride, ...] = Field(
+        default=(),
+        max_length=1_000,
+        description="Patches for matching cabinets, applied in order: a later one wins",
+    )
 
     @field_validator("aed_models")
     @classmethod

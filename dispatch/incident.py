@@ -66,8 +66,18 @@ class CoalescingPolicy(BaseModel):
         description="An incident whose cabinet never reports closed ends this long after "
         "its last event",
     )
-    max_listed_events: int = Field(default=20, ge=1, le=1_000)
-    recent_ids_kept: int = Field(default=64, ge=1, le=10_000)
+    max_listed_events: int = Field(
+        default=20,
+        ge=1,
+        le=1_000,
+        description="Events one update lists at most; the rest are counted in omitted_events",
+    )
+    recent_ids_kept: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Event ids remembered per cabinet, to recognise one the broker delivers again",
+    )
 
 
 class _Value(BaseModel):

@@ -23,15 +23,44 @@ class CabinetProfile(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    cabinet_id: CabinetId
-    aed_model: str = Field(max_length=200)
-    aed_serial: str = Field(max_length=200)
-    hardware_version: str = Field(default="cabinet-1", max_length=200)
-    firmware_version: str = Field(default="aedfleet-edge-0.1", max_length=200)
-    time_zone: TimeZoneName = "Asia/Shanghai"
-    heartbeat_interval_s: int = Field(default=60, ge=10, le=86_400)
-    selftest_schedule: SelftestSchedule = SelftestSchedule(
-        period=SelftestPeriod.DAILY, at_local=time(3, 0)
+    cabinet_id: CabinetId = Field(
+        description="The cabinet's id in the registry and its MQTT topic level: at most 64 "
+        "characters, no +, # or /, no surrounding spaces or control characters"
+    )
+    aed_model: str = Field(
+        max_length=200,
+        description="The AED's model, reported in the birth message (the alerting rules go by "
+        "the registry's model)",
+    )
+    aed_serial: str = Field(
+        max_length=200, description="The AED's serial number, reported in the birth message"
+    )
+    hardware_version: str = Field(
+        default="cabinet-1",
+        max_length=200,
+        description="The cabinet's hardware version, reported in the birth message",
+    )
+    firmware_version: str = Field(
+        default="aedfleet-edge-0.1",
+        max_length=200,
+        description="The cabinet's firmware version, reported in the birth message",
+    )
+    time_zone: TimeZoneName = Field(
+        default="Asia/Shanghai",
+        description="IANA zone of the cabinet's wall clock: the self-test schedule is read in "
+        "it, and alerting shows the cabinet's times and judges its expiry dates in it",
+    )
+    heartbeat_interval_s: int = Field(
+        default=60,
+        ge=10,
+        le=86_400,
+        description="Seconds between heartbeats; a set_heartbeat_interval command replaces it, "
+        "and the replacement outlives restarts",
+    )
+    selftest_schedule: SelftestSchedule = Field(
+        default=SelftestSchedule(period=SelftestPeriod.DAILY, at_local=time(3, 0)),
+        description="When the AED tests itself, reported in the birth message; alerting "
+        "expects a self-test within each period plus its grace",
     )
 
 
@@ -40,13 +69,22 @@ class LinkSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    reconnect: BackoffSettings = BackoffSettings()
+    reconnect: BackoffSettings = Field(
+        default=BackoffSettings(),
+        description="Wait before reconnecting after the broker connection is lost or refused",
+    )
     session_expiry_s: int = Field(
         default=7 * 86_400,
         ge=0,
         description="How long the broker keeps commands for an offline cabinet",
     )
-    max_inflight: int = Field(default=20, ge=1, le=1_000)
+    max_inflight: int = Field(
+        default=20,
+        ge=1,
+        le=1_000,
+        description="Messages published and not yet acknowledged by the broker at most; the "
+        "rest wait in the outbox",
+    )
 
 
 class HardwareSettings(BaseModel):
@@ -57,15 +95,33 @@ class HardwareSettings(BaseModel):
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
         description="'package.module:factory' returning a CabinetHardware",
     )
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to the driver's factory as a dict; each driver checks its own, and "
+        "a bad option stops the start naming it",
+    )
 
 
 class AgentSettings(FileThenEnvSettings):
-    cabinet: CabinetProfile
-    mqtt: MqttSettings = MqttSettings()
-    link: LinkSettings = LinkSettings()
-    outbox: OutboxSettings = OutboxSettings()
-    hardware: HardwareSettings = HardwareSettings()
+    cabinet: CabinetProfile = Field(
+        description="Who the cabinet is and how it reports; announced in the birth message"
+    )
+    mqtt: MqttSettings = Field(
+        default=MqttSettings(),
+        description="The broker the agent publishes to and takes commands from; it logs in "
+        "with the cabinet's own credentials (docs/security.md)",
+    )
+    link: LinkSettings = Field(
+        default=LinkSettings(), description="How the agent holds its broker connection"
+    )
+    outbox: OutboxSettings = Field(
+        default=OutboxSettings(),
+        description="The on-disk queue every message waits in until the broker acknowledges it",
+    )
+    hardware: HardwareSettings = Field(
+        default=HardwareSettings(),
+        description="The driver that reads the cabinet's sensors and acts on it",
+    )
 
 
 def load_hardware_factory(driver: str) -> HardwareFactory:

@@ -80,8 +80,17 @@ class EdgeOutboxError(EdgeAgentError):
 class OutboxSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    path: Path = Path("aedfleet-outbox.sqlite3")
-    capacity: int = Field(default=10_000, ge=10, description="Messages held per cabinet")
+    path: Path = Field(
+        default=Path("aedfleet-outbox.sqlite3"),
+        description="The SQLite file, relative to the working directory unless absolute; its "
+        "folder must exist",
+    )
+    capacity: int = Field(
+        default=10_000,
+        ge=10,
+        description="Messages held per cabinet; when full, the oldest of the most expendable "
+        "kind is shed (heartbeats first, events and self-tests last)",
+    )
     synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL",
         description="FULL survives a power cut; NORMAL only a process crash, but is faster",

@@ -6,7 +6,15 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from aedfleet.settings import FileThenEnvSettings
-from aedfleet_app.config_docs import BEGIN, DOC_PATH, END, ConfigDocsError, reference, rewrite
+from aedfleet_app.config_docs import (
+    BEGIN,
+    DOC_PATH,
+    END,
+    ConfigDocsError,
+    reference,
+    rewrite,
+    undescribed,
+)
 
 REGENERATE = "run `make docs` from the repository root and commit docs/configuration.md"
 
@@ -69,3 +77,32 @@ def test_the_prose_around_the_markers_stays() -> None:
 def test_markers_out_of_order_are_refused() -> None:
     with pytest.raises(ConfigDocsError):
         rewrite(f"{END}\n{BEGIN}\n")
+
+
+def test_every_settings_field_has_a_description() -> None:
+    missing = undescribed()
+
+    assert not missing, (
+        "give these settings fields a Field(description=...) for docs/configuration.md: "
+        + ", ".join(missing)
+    )
+
+
+class _Partly(FileThenEnvSettings):
+    gateway: _Gateway = Field(default=_Gateway(), description="Where pages go")
+    gateways: tuple[_Gateway, ...] = Field(default=(), description="More of them")
+    port: int = 8470
+    # Another service's settings are checked as that service, not inside this one.
+    example: _ExampleSettings = Field(
+        default_factory=_ExampleSettings, description="The example service's keys"
+    )
+
+
+def test_a_field_without_a_description_is_named_with_its_key() -> None:
+    missing = undescribed([("example", "aedfleet example --config x.toml", _Partly)])
+
+    assert missing == [
+        "example: gateway.api_key",
+        "example: gateways[].api_key",
+        "example: port",
+    ]

@@ -57,8 +57,13 @@ class InfluxSettings(BaseModel):
 
     url: str = Field(default="http://127.0.0.1:8086", description="Base URL of the server")
     token: SecretStr = Field(default=SecretStr(""), description="API token; empty for none")
-    org: str = "aedfleet"
-    bucket: str = Field(default="aedfleet", min_length=1)
+    org: str = Field(default="aedfleet", description="InfluxDB organisation of the bucket")
+    bucket: str = Field(
+        default="aedfleet",
+        min_length=1,
+        description="Bucket the points go to; it must exist: writing to an unknown bucket "
+        "stops the ingest",
+    )
     timeout_s: float = Field(
         default=10.0, gt=0, le=600, description="Limit for one whole write request"
     )

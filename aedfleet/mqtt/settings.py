@@ -14,22 +14,52 @@ class TlsSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ca_file: str | None = Field(default=None, description="CA bundle; system CAs when unset")
-    cert_file: str | None = None
-    key_file: str | None = None
-    verify_hostname: bool = True
+    cert_file: str | None = Field(
+        default=None, description="Client certificate (PEM) for a broker that asks for one"
+    )
+    key_file: str | None = Field(
+        default=None, description="Private key of cert_file; unset when cert_file holds it"
+    )
+    verify_hostname: bool = Field(
+        default=True,
+        description="Check that the broker's certificate names host; the certificate chain is "
+        "verified either way",
+    )
 
 
 class MqttSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65_535)
-    protocol: Literal["5", "3.1.1"] = "5"
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsSettings | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=3_600)
-    connect_timeout_s: float = Field(default=10, gt=0, le=120)
+    host: str = Field(default="127.0.0.1", description="The broker's host name or IP address")
+    port: int = Field(
+        default=1883,
+        ge=1,
+        le=65_535,
+        description="The broker's port; setting tls does not change it (TLS is usually 8883)",
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT version; the ingest (also inside the alerting) speaks 5 only",
+    )
+    username: str | None = Field(
+        default=None, description="Login at the broker; unset: connect without one"
+    )
+    password: SecretStr | None = Field(default=None, description="The login's password")
+    tls: TlsSettings | None = Field(default=None, description="TLS to the broker; unset: plain TCP")
+    keepalive_s: int = Field(
+        default=30,
+        ge=5,
+        le=3_600,
+        description="Keep-alive, in seconds: a connection silent for 1.5 times this is taken "
+        "as dead",
+    )
+    connect_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        le=120,
+        description="Seconds to wait for the connection and CONNACK, and for a PUBACK or "
+        "SUBACK on a live connection",
+    )
 
     @property
     def endpoint(self) -> str:

@@ -115,8 +115,16 @@ class ChatRobot(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    url_prefix: str = Field(min_length=8, pattern=r"^https?://")
-    kind: RobotKind
+    url_prefix: str = Field(
+        min_length=8,
+        pattern=r"^https?://",
+        description="A person's chat_webhook starting with this is such a robot; the longest "
+        "matching prefix wins",
+    )
+    kind: RobotKind = Field(
+        description="The robot's kind; WeCom, DingTalk and Feishu robots on their own hosts "
+        "are recognised without a prefix, any other URL is generic"
+    )
     secret: SecretStr | None = Field(
         default=None,
         description="DingTalk 加签 or Feishu 签名校验 secret; for generic webhooks, the "

@@ -73,7 +73,10 @@ class RetryPolicy(_Value):
     attempts_per_channel: int = Field(
         default=3, ge=1, le=10, description="Tries of one channel while its errors are retryable"
     )
-    backoff: BackoffSettings = BackoffSettings(initial_s=2.0, max_s=30.0)
+    backoff: BackoffSettings = Field(
+        default=BackoffSettings(initial_s=2.0, max_s=30.0),
+        description="Wait between tries of one channel",
+    )
     attempt_timeout_s: float = Field(
         default=120.0, gt=0, le=900, description="Upper bound of one attempt, whatever the channel"
     )
@@ -82,15 +85,29 @@ class RetryPolicy(_Value):
 class NotifySettings(_Value):
     """Everything the notifiers need; a section of the alerting service's settings."""
 
-    smtp: SmtpSettings | None = Field(default=None, description="None: no email channel")
+    smtp: SmtpSettings | None = Field(
+        default=None, description="The email relay; unset: no email channel"
+    )
     chat_robots: tuple[ChatRobot, ...] = Field(
         default=(), description="Kinds and secrets of chat webhooks, by URL prefix"
     )
     chat_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Per webhook request")
-    sms: SmsSettings | None = Field(default=None, description="None: no SMS channel")
-    retry: RetryPolicy = RetryPolicy()
-    channel_order: tuple[Channel, ...] = Field(default=DEFAULT_CHANNEL_ORDER, min_length=1)
-    render: RenderSettings = RenderSettings()
+    sms: SmsSettings | None = Field(
+        default=None, description="The SMS gateway; unset: no SMS channel"
+    )
+    retry: RetryPolicy = Field(
+        default=RetryPolicy(),
+        description="How often and how long each channel is tried before the next one",
+    )
+    channel_order: tuple[Channel, ...] = Field(
+        default=DEFAULT_CHANNEL_ORDER,
+        min_length=1,
+        description="Channels in the order they are tried, each once; the first success ends "
+        "the walk, and a channel left out is never used",
+    )
+    render: RenderSettings = Field(
+        default=RenderSettings(), description="How notices show times and map links"
+    )
 
     @field_validator("channel_order")
     @classmethod

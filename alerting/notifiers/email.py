@@ -62,15 +62,27 @@ class SmtpSecurity(StrEnum):
 class SmtpSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    host: str = Field(default="127.0.0.1", min_length=1)
+    host: str = Field(default="127.0.0.1", min_length=1, description="The SMTP relay")
     port: int | None = Field(
         default=None, ge=1, le=65_535, description="Default: 25, 587 or 465 by security"
     )
-    security: SmtpSecurity = SmtpSecurity.STARTTLS
-    username: str | None = None
-    password: SecretStr | None = None
-    from_address: EmailStr
-    from_name: str = Field(default="aedfleet", max_length=200)
+    security: SmtpSecurity = Field(
+        default=SmtpSecurity.STARTTLS,
+        description="tls: implicit TLS; starttls: upgrade, refusing a server that cannot; "
+        "none: plain, for a relay on the same host",
+    )
+    username: str | None = Field(
+        default=None, description="Login user; set together with password, or neither"
+    )
+    password: SecretStr | None = Field(
+        default=None, description="Login password; set together with username, or neither"
+    )
+    from_address: EmailStr = Field(
+        description="The sender's address; its domain also ends every Message-ID"
+    )
+    from_name: str = Field(
+        default="aedfleet", max_length=200, description="The sender's display name"
+    )
     timeout_s: float = Field(default=30.0, gt=0, le=600, description="For one whole message")
     ca_file: Path | None = Field(
         default=None, description="Trust this CA bundle instead of the system's"

@@ -60,22 +60,31 @@ class SmsSettings(BaseModel):
     url: str = Field(
         min_length=8, pattern=r"^https?://", description="Gateway URL; a template like the body"
     )
-    method: Literal["POST", "PUT", "GET"] = "POST"
+    method: Literal["POST", "PUT", "GET"] = Field(
+        default="POST", description="HTTP method of the gateway request"
+    )
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="Extra headers, e.g. an Authorization token"
     )
     body_template: str | None = Field(
         default=DEFAULT_SMS_BODY, description="Request body; None sends none (GET gateways)"
     )
-    content_type: str = "application/json; charset=utf-8"
-    success_statuses: frozenset[Annotated[int, Field(ge=100, le=599)]] = frozenset(
-        {200, 201, 202, 204}
+    content_type: str = Field(
+        default="application/json; charset=utf-8",
+        description="Content-Type of the body, unless headers sets one; not sent without a body",
+    )
+    success_statuses: frozenset[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default=frozenset({200, 201, 202, 204}),
+        description="HTTP statuses that mean accepted; of the others, 408, 425, 429 and 5xx "
+        "are retried",
     )
     success_json: dict[str, JsonScalar] = Field(
         default_factory=dict,
         description='Dotted paths of the JSON answer and their values on success: {"Code": "OK"}',
     )
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds for one gateway request, all included"
+    )
 
     @field_validator("url", "body_template")
     @classmethod
