@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -66,8 +66,49 @@ SigningKey = Annotated[SecretStr, AfterValidator(_strong_enough)]
 """An HMAC key: a secret of at least :data:`MIN_SIGNING_KEY_BYTES` bytes."""
 
 
+def _model_class(annotation: object) -> type[BaseModel] | None:
+    """The settings section a field holds (``X`` or ``X | None``), if it is one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        sections = [arg for arg in get_args(annotation) if _model_class(arg) is not None]
+        if len(sections) == 1:
+            return _model_class(sections[0])
+    return None
+
+
+def _laid_over_defaults(
+    model: type[BaseModel], given: Mapping[str, Any], default: BaseModel | None
+) -> dict[str, Any]:
+    """``given`` (a table of the file or the environment) laid over ``default``.
+
+    A field whose default is a configured section (``write_retry = BackoffSettings(
+    initial_s=0.5, max_s=30)``) keeps the keys of that default that the table leaves
+    out: ``[write_retry] max_s = 60`` means initial_s 0.5, as the reference documents,
+    not the section class's own 1.0. A section class that sets ``replaced_whole`` (an
+    escalation policy, whose unset ``repeat_every`` means "no repeats") is taken as
+    written instead.
+    """
+    values: dict[str, Any] = (
+        {} if default is None else {name: getattr(default, name) for name in model.model_fields}
+    )
+    for key, value in given.items():
+        field = model.model_fields.get(key)
+        if field is None or not isinstance(value, Mapping):
+            values[key] = value
+            continue
+        section = _model_class(field.annotation)
+        inner = getattr(default, key) if default is not None else field.default
+        # Only under a field of one section class: a table may pick another kind of a union.
+        if type(inner) is not section or getattr(section, "replaced_whole", False):
+            inner = None
+        values[key] = value if section is None else _laid_over_defaults(section, value, inner)
+    return values
+
+
 class FileThenEnvSettings(BaseSettings):
-    """Base of every service's settings: file values first, environment on top."""
+    """Base of every service's settings: file values first, environment on top; a table
+    given for a section keeps the documented defaults of the keys it leaves out."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -87,6 +128,13 @@ class FileThenEnvSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file arrives as init values; the environment overrides it key by key.
         return (env_settings, init_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_section_defaults(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return _laid_over_defaults(cls, data, None)
+        return data
 
 
 SettingsT = TypeVar("SettingsT", bound=FileThenEnvSettings)

@@ -40,7 +40,7 @@ page already recorded (which the store would refuse as a duplicate).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Final
+from typing import ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -77,6 +77,10 @@ class EscalationStep(_Value):
 
 
 class EscalationPolicy(_Value):
+    # A policy in a file is taken as written: left out, repeat_every means no repeats
+    # (TOML cannot write "unset" over a default that repeats).
+    replaced_whole: ClassVar[bool] = True
+
     steps: tuple[EscalationStep, ...] = Field(
         default=(), description="Who is paged when, in the order of their after times"
     )

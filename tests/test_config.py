@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from aedfleet.backoff import BackoffSettings
 from aedfleet.mqtt import MqttSettings, TlsSettings
 from aedfleet.settings import ENV_PREFIX, ConfigError, load_settings
+from aedfleet_app.alerting_process import AlertingProcessSettings
 from aedfleet_testing.commands import AEDFLEET
 from edge_agent.config import (
     AgentSettings,
@@ -21,6 +22,7 @@ from edge_agent.config import (
 )
 from edge_agent.outbox import OutboxSettings
 from edge_agent.service import prepare_agent
+from ingest.config import IngestSettings
 
 CABINET = """
 [cabinet]
@@ -98,6 +100,43 @@ def test_environment_overrides_the_file_key_by_key(
 
     assert settings.mqtt.port == 1999
     assert settings.mqtt.host == "broker.example"  # the rest of the section stays
+
+
+def test_a_table_keeps_the_documented_defaults_of_the_keys_it_leaves_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ingest's write_retry defaults to initial 0.5 s, max 30 s; BackoffSettings' own
+    # defaults differ, and a table that gives one key must not bring those back.
+    path = _write(tmp_path, "[write_retry]\nmax_s = 60\n", "ingest.toml")
+    from_file = load_settings(IngestSettings, path).write_retry
+    assert (from_file.initial_s, from_file.max_s) == (0.5, 60)
+    assert BackoffSettings().initial_s != 0.5  # the trap this guards against
+
+    monkeypatch.setenv("AEDFLEET_WRITE_RETRY__MAX_S", "90")
+    from_environment = load_settings(IngestSettings, None).write_retry
+    assert (from_environment.initial_s, from_environment.max_s) == (0.5, 90)
+
+    nested = _write(
+        tmp_path,
+        '[links]\nsecrets = ["' + "k" * 32 + '"]\n[ingest.write_retry]\nmax_s = 45\n',
+        "alerting.toml",
+    )
+    monkeypatch.delenv("AEDFLEET_WRITE_RETRY__MAX_S")
+    inside = load_settings(AlertingProcessSettings, nested).ingest.write_retry
+    assert (inside.initial_s, inside.max_s) == (0.5, 45)
+
+
+def test_an_escalation_policy_in_a_file_is_taken_as_written(tmp_path: Path) -> None:
+    # Left out, repeat_every means "no repeats": TOML cannot write "unset" over a default.
+    path = _write(
+        tmp_path,
+        '[links]\nsecrets = ["' + "k" * 32 + '"]\n'
+        '[escalation.critical]\nsteps = [{ roles = ["captain"], after = "PT0S" }]\n',
+        "alerting.toml",
+    )
+    policies = load_settings(AlertingProcessSettings, path).escalation
+    assert policies.critical.repeat_every is None
+    assert policies.high.repeat_every is not None  # untouched policies keep their defaults
 
 
 def test_environment_alone_can_configure_a_cabinet(monkeypatch: pytest.MonkeyPatch) -> None:
