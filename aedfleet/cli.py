@@ -288,6 +288,7 @@ def registry_import(
         ("cabinets", plan.cabinets),
         ("people", plan.people),
         ("assignments", plan.assignments),
+        ("districts", plan.districts),
     ):
         typer.echo(
             f"{kind}: {counts.added} {verb} added, {counts.changed} {verb} changed, "
