@@ -18,6 +18,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from aedfleet.settings import FileThenEnvSettings, SigningKey
+from alerting.districts import CoverageSettings
 from alerting.escalation import EscalationPolicies
 from alerting.lifecycle import Hysteresis
 from alerting.notifiers.delivery import NotifySettings
@@ -110,3 +111,4 @@ class AlertingSettings(FileThenEnvSettings):
     links: LinkSettings
     http: HttpSettings = HttpSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    coverage: CoverageSettings = CoverageSettings()

@@ -246,3 +246,8 @@ def to_line(message: CabinetMessage, tags: CabinetTags) -> str | None:
 def escape_string_field(value: str) -> str:
     """A string field value, quoted and escaped, for other components' measurements."""
     return _string(value)
+
+
+def escape_tag_value(value: str) -> str:
+    """A tag value, escaped, for other components' measurements."""
+    return _tag_value(value)
