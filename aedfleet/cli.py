@@ -15,6 +15,7 @@ from aedfleet.logs import LOG_LEVELS, configure_logging
 from aedfleet.service import StartupError, first_error, run_until_signalled
 from aedfleet.settings import ConfigError
 from alerting.cli import alarms_app, inspections_app, silences_app
+from alerting.report.command import report_command
 from firmware_sim import MAX_CABINETS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -26,6 +27,7 @@ app.add_typer(alarms_app, name="alarms")
 app.add_typer(silences_app, name="silences")
 app.add_typer(inspections_app, name="inspections")
 app.add_typer(broker_app, name="broker")
+app.command("report")(report_command)
 DEFAULT_STORE_URL = "sqlite:///var/aedfleet.sqlite3"
 StoreOption = Annotated[
     str,
