@@ -7,6 +7,7 @@ Heavy imports happen inside the command so that ``aedfleet --help`` stays fast.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -50,15 +51,15 @@ class ReportSettings(BaseModel):
         )
 
 
-def make_report(settings: ReportSettings, language: Language, now: datetime) -> str:
+async def make_report(settings: ReportSettings, language: Language, now: datetime) -> str:
     """The report's HTML as the sources stand at ``now``; raises
-    :class:`~alerting.report.sources.ReportError`."""
+    :class:`~alerting.report.sources.ReportError`. The store is read in a worker thread."""
     from alerting.report.figures import build_report
     from alerting.report.page import render_page
-    from alerting.report.sources import read_readings_now, read_store
+    from alerting.report.sources import read_readings, read_store
 
-    stored = read_store(settings.store_url)
-    readings = read_readings_now(settings.influx)
+    stored = await asyncio.to_thread(read_store, settings.store_url)
+    readings = await read_readings(settings.influx)
     report = build_report(
         stored.registry,
         stored.twins,
@@ -131,7 +132,7 @@ def report_command(
         update={"influx": checked} | ({"store_url": store} if store is not None else {})
     )
     try:
-        html = make_report(settings, language, datetime.now(UTC))
+        html = asyncio.run(make_report(settings, language, datetime.now(UTC)))
     except ReportError as exc:
         raise _fail(f"no report: {exc}") from None
     try:

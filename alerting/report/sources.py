@@ -9,7 +9,6 @@ this module: each becomes a :class:`ReportError` naming the server or the databa
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -135,8 +134,3 @@ def read_store(url: str) -> StoredFleet:
         twins=twins,
         open_alarms={cabinet_id: len(by_type) for cabinet_id, by_type in active.items()},
     )
-
-
-def read_readings_now(settings: InfluxSettings) -> dict[str, Reading]:
-    """:func:`read_readings` for synchronous callers (the command line)."""
-    return asyncio.run(read_readings(settings))
