@@ -25,7 +25,15 @@ from alerting.report.figures import (
 )
 from alerting.report.page import render_page
 from alerting.report.sources import ReportError, parse_readings
-from ingest.registry.models import Cabinet, District, Language, Registry
+from ingest.registry.models import (
+    Assignment,
+    Cabinet,
+    District,
+    Language,
+    Person,
+    Registry,
+    Role,
+)
 from ingest.twin import Twin
 
 NOW = datetime(2026, 12, 4, 4, 0, tzinfo=UTC)
@@ -174,8 +182,22 @@ def test_pins_stay_on_the_map_north_up_east_right(places: list[tuple[float, floa
 
 
 def test_one_cabinet_is_drawn_in_the_middle() -> None:
-    (pin,) = project((site("solo"),), {"solo": CabinetState.READY}, {"440309": "龙华区"}).pins
+    drawn = project((site("solo"),), {"solo": CabinetState.READY}, {"440309": "龙华区"})
+    (pin,) = drawn.pins
     assert (pin.x, pin.state, pin.district) == (MAP_WIDTH / 2, CabinetState.READY, "龙华区")
+    assert [(label.text, label.x, label.y) for label in drawn.labels] == [("龙华区", pin.x, pin.y)]
+
+
+def test_districts_are_named_between_their_cabinets() -> None:
+    cabinets = (
+        site("a", latitude=22.0, longitude=114.0),
+        site("b", latitude=22.2, longitude=114.2),
+        site("c", region="", latitude=22.1, longitude=114.4),
+    )
+    drawn = project(cabinets, {}, {"440309": "龙华区"})
+    a, b, _ = drawn.pins
+    (label,) = drawn.labels
+    assert (label.text, label.x, label.y) == ("龙华区", (a.x + b.x) / 2, (a.y + b.y) / 2)
 
 
 # -- the page ------------------------------------------------------------------------------------
@@ -264,3 +286,20 @@ def test_readings_from_points_with_and_without_a_state() -> None:
 def test_a_bad_answer_is_a_report_error(text: str, words: str) -> None:
     with pytest.raises(ReportError, match=re.escape(words)):
         parse_readings(text, "InfluxDB at http://x", "db")
+
+
+def test_the_page_names_no_one() -> None:
+    """The report may be forwarded to anyone who looks after the fleet's coverage: it
+    carries no captain's name, phone number or address."""
+    captain = Person(
+        person_id="p-zhang", name="张伟", phone="13800138000", email="zhang@example.cn"
+    )
+    registry = FLEET.model_copy(
+        update={
+            "people": (captain,),
+            "assignments": (Assignment(cabinet_id="a", person_id="p-zhang", role=Role.CAPTAIN),),
+        }
+    )
+    html, _ = report_of(registry)
+    for secret in ("p-zhang", "张伟", "13800138000", "zhang@example.cn"):
+        assert secret not in html

@@ -11,7 +11,7 @@
   from ``today``), and dates further out are not listed.
 - **Map**: cabinets placed by an equirectangular projection (longitudes scaled by the
   cosine of the fleet's middle latitude, so a city keeps its shape), fitted into a fixed
-  width with a margin.
+  width with a margin; each district named at the middle of its cabinets.
 """
 
 from __future__ import annotations
@@ -84,10 +84,19 @@ class Pin(_Value):
     """None: no readiness reading."""
 
 
+class Label(_Value):
+    """A district's name, at the middle of its cabinets' pins."""
+
+    text: str
+    x: float
+    y: float
+
+
 class Map(_Value):
     width: float
     height: float
     pins: tuple[Pin, ...]
+    labels: tuple[Label, ...] = ()
 
 
 class FleetReport(_Value):
@@ -225,4 +234,17 @@ def project(
         )
         for c in cabinets
     )
-    return Map(width=MAP_WIDTH, height=round(span_y * scale + 2 * MAP_MARGIN, 1), pins=pins)
+    by_district: dict[str, list[Pin]] = {}
+    for pin in pins:
+        if pin.district:
+            by_district.setdefault(pin.district, []).append(pin)
+    labels = tuple(
+        Label(
+            text=name,
+            x=round(sum(p.x for p in members) / len(members), 1),
+            y=round(sum(p.y for p in members) / len(members), 1),
+        )
+        for name, members in sorted(by_district.items())
+    )
+    height = round(span_y * scale + 2 * MAP_MARGIN, 1)
+    return Map(width=MAP_WIDTH, height=height, pins=pins, labels=labels)
