@@ -21,7 +21,9 @@ from firmware_sim import MAX_CABINETS
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contract_app = typer.Typer(no_args_is_help=True, help="The wire contract and its JSON Schemas.")
 app.add_typer(contract_app, name="contract")
-registry_app = typer.Typer(no_args_is_help=True, help="The fleet registry: cabinets and people.")
+registry_app = typer.Typer(
+    no_args_is_help=True, help="The fleet registry: cabinets, people and districts."
+)
 app.add_typer(registry_app, name="registry")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(silences_app, name="silences")
@@ -253,7 +255,7 @@ def registry_import(
     store: StoreOption = DEFAULT_STORE_URL,
     dry_run: Annotated[bool, typer.Option(help="Report what would change, change nothing")] = False,
 ) -> None:
-    """Import cabinets and people: all of a file or none of it, never deleting."""
+    """Import cabinets, people and districts: all of a file or none of it, never deleting."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ingest.registry.errors import RegistryError
