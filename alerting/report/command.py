@@ -134,7 +134,7 @@ def report_command(
     try:
         html = asyncio.run(make_report(settings, language, datetime.now(UTC)))
     except ReportError as exc:
-        raise _fail(f"no report: {exc}") from None
+        raise _fail(f"no report: {' '.join(str(exc).split())}") from None  # one line
     try:
         out.write_text(html, encoding="utf-8")
     except OSError as exc:
