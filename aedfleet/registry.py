@@ -129,7 +129,24 @@ class Assignment(_Record):
     rank: int = Field(default=0, ge=0, le=99)
 
 
+RegionCode = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class District(_Record):
+    """A district cabinets' ``region_code`` names, with the population its AEDs serve.
+
+    ``target_per_100k``: AEDs per 100,000 people this district aims at; None takes the
+    fleet's target (``AlertingSettings.coverage``).
+    """
+
+    region_code: RegionCode
+    name: Text
+    population: int = Field(gt=0)
+    target_per_100k: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+
 class Registry(_Record):
     cabinets: tuple[Cabinet, ...] = ()
     people: tuple[Person, ...] = ()
     assignments: tuple[Assignment, ...] = ()
+    districts: tuple[District, ...] = ()

@@ -14,18 +14,22 @@ from aedfleet.logs import LOG_LEVELS, configure_logging
 from aedfleet.service import StartupError, first_error, run_until_signalled
 from aedfleet.settings import ConfigError
 from aedfleet_app.broker_cli import broker_app
+from aedfleet_app.report_cli import report_command
 from alerting.cli import alarms_app, inspections_app, silences_app
 from firmware_sim import MAX_CABINETS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contract_app = typer.Typer(no_args_is_help=True, help="The wire contract and its JSON Schemas.")
 app.add_typer(contract_app, name="contract")
-registry_app = typer.Typer(no_args_is_help=True, help="The fleet registry: cabinets and people.")
+registry_app = typer.Typer(
+    no_args_is_help=True, help="The fleet registry: cabinets, people and districts."
+)
 app.add_typer(registry_app, name="registry")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(silences_app, name="silences")
 app.add_typer(inspections_app, name="inspections")
 app.add_typer(broker_app, name="broker")
+app.command("report")(report_command)
 DEFAULT_STORE_URL = "sqlite:///var/aedfleet.sqlite3"
 StoreOption = Annotated[
     str,
@@ -250,7 +254,7 @@ def registry_import(
     store: StoreOption = DEFAULT_STORE_URL,
     dry_run: Annotated[bool, typer.Option(help="Report what would change, change nothing")] = False,
 ) -> None:
-    """Import cabinets and people: all of a file or none of it, never deleting."""
+    """Import cabinets, people and districts: all of a file or none of it, never deleting."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from aedfleet.db.state import StateStore, StoreError
@@ -287,6 +291,7 @@ def registry_import(
         ("cabinets", plan.cabinets),
         ("people", plan.people),
         ("assignments", plan.assignments),
+        ("districts", plan.districts),
     ):
         typer.echo(
             f"{kind}: {counts.added} {verb} added, {counts.changed} {verb} changed, "

@@ -19,6 +19,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from aedfleet.settings import FileThenEnvSettings, SigningKey
+from alerting.districts import CoverageSettings
 from alerting.escalation import EscalationPolicies
 from alerting.lifecycle import Hysteresis
 from alerting.notifiers.delivery import NotifySettings
@@ -155,4 +156,8 @@ class AlertingSettings(FileThenEnvSettings):
     scheduler: SchedulerSettings = Field(
         default=SchedulerSettings(),
         description="Intervals of the time-driven work, and the bound on deliveries",
+    )
+    coverage: CoverageSettings = Field(
+        default=CoverageSettings(),
+        description="The fleet's coverage target: AEDs per 100,000 people per district",
     )

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from aedfleet.contract import CabinetMessage
 from aedfleet.db import StateStore
 from aedfleet.influx.lines import CabinetTags
-from aedfleet.registry import Cabinet, Person, Role
+from aedfleet.registry import Cabinet, District, Person, Role
 from alerting.composition import (
     OutgoingMessage,
     Roster,
@@ -44,6 +44,7 @@ from alerting.composition import (
     notice_kind,
 )
 from alerting.config import AlertingSettings
+from alerting.districts import coverage
 from alerting.escalation import advance
 from alerting.facts import CabinetFacts, observe, with_inspection
 from alerting.lifecycle import news_to_check, reconcile
@@ -63,7 +64,12 @@ from alerting.model import (
     Via,
 )
 from alerting.notifiers.delivery import DeliveryReport
-from alerting.points import alarm_line, notification_line, readiness_line
+from alerting.points import (
+    alarm_line,
+    district_readiness_line,
+    notification_line,
+    readiness_line,
+)
 from alerting.quiet import release_time
 from alerting.readiness import FleetReadiness, Readiness, fleet_readiness, readiness
 from alerting.rule_config import RuleSet, rules_for
@@ -101,6 +107,7 @@ class AlertingEngine:
         self._registry_revision: int | None = None
         self._rules: dict[str, RuleSet] = {}
         self._tags: dict[str, CabinetTags] = {}
+        self._districts: tuple[District, ...] = ()
         self._readiness: dict[str, Readiness] = {}
         # (when, cabinet id): cabinets to evaluate again without a message; stale entries
         # (a cabinet evaluated since) are skipped when they come up.
@@ -145,6 +152,7 @@ class AlertingEngine:
             cabinet_id: CabinetTags.from_cabinet(cabinet)
             for cabinet_id, cabinet in cabinets.items()
         }
+        self._districts = registry.districts
 
     @property
     def cabinet_ids(self) -> list[str]:
@@ -299,9 +307,8 @@ class AlertingEngine:
         before = self._readiness.get(cabinet_id)
         self._readiness[cabinet_id] = now_ready
         if before is None or (before.ready, before.reasons) != (now_ready.ready, now_ready.reasons):
-            self._lines.append(
-                readiness_line(self._tags[cabinet_id], now_ready.ready, now_ready.reasons, now)
-            )
+            cabinet = self._registry.cabinets[cabinet_id]
+            self._lines.append(readiness_line(self._tags[cabinet_id], cabinet, now_ready, now))
 
     def fleet_readiness(self) -> FleetReadiness:
         """The fleet's readiness as last evaluated (every cabinet is evaluated at start)."""
@@ -315,11 +322,21 @@ class AlertingEngine:
         return self._readiness.get(cabinet_id)
 
     def snapshot_lines(self, now: datetime) -> None:
-        """A readiness point for every cabinet: the periodic snapshot dashboards plot."""
+        """A readiness point for every cabinet and one per district: the periodic snapshot
+        dashboards plot."""
+        evaluated: list[tuple[Cabinet, bool]] = []
         for cabinet_id, state in self._readiness.items():
             tags = self._tags.get(cabinet_id)
-            if tags is not None:
-                self._lines.append(readiness_line(tags, state.ready, state.reasons, now))
+            cabinet = self._registry.cabinets.get(cabinet_id)
+            if tags is not None and cabinet is not None:
+                self._lines.append(readiness_line(tags, cabinet, state, now))
+                evaluated.append((cabinet, state.ready))
+        if not self._districts:
+            return
+        active = self._alarms.active_alarms(cabinet.cabinet_id for cabinet, _ in evaluated)
+        open_alarms = {cabinet_id: len(by_type) for cabinet_id, by_type in active.items()}
+        figures = coverage(self._districts, evaluated, open_alarms, self.settings.coverage)
+        self._lines.extend(district_readiness_line(district, now) for district in figures.districts)
 
     # -- acting on alarms (links, CLI, API) ----------------------------------------------
 

@@ -1,13 +1,16 @@
 """Alarm, readiness and notification data points for InfluxDB (pure line protocol).
 
 Dashboards show readiness over time and how fast captains respond, so alerting writes
-three measurements beside the ingest's telemetry (schema in ``docs/influx-schema.md``):
+four measurements beside the ingest's telemetry (schema in ``docs/influx-schema.md``):
 
 - ``alarm``: one point per lifecycle step (raised, severity changed, acknowledged,
   resolved) at the moment it happened; ``response_s`` (raise → acknowledgement) and
   ``duration_s`` (raise → resolution) are fields so a dashboard can average them.
 - ``readiness``: one point per cabinet per evaluation that changed its readiness, plus a
-  periodic snapshot, with ``ready`` as 0/1 so ``mean(ready)`` is the ready fraction.
+  periodic snapshot, with ``ready`` as 0/1 so ``mean(ready)`` is the ready fraction, the
+  one-word ``state`` and the cabinet's position for maps.
+- ``district_readiness``: one point per district per snapshot (:mod:`alerting.districts`),
+  tagged with the district's ``region`` code.
 - ``notification``: one point per delivery outcome, with the channel and the latency
   from the alarm's raise to the delivery.
 
@@ -20,9 +23,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from aedfleet.influx.lines import CabinetTags, escape_string_field, timestamp_ns
-from aedfleet.registry import Role
-from alerting.model import Alarm, AlarmType, NoticeKind
+from aedfleet.influx.lines import CabinetTags, escape_string_field, tag_value, timestamp_ns
+from aedfleet.registry import Cabinet, Role
+from alerting.districts import DistrictReadiness
+from alerting.model import Alarm, NoticeKind
+from alerting.readiness import Readiness
 
 
 def alarm_line(tags: CabinetTags, alarm: Alarm, step: str, at: datetime) -> str:
@@ -45,14 +50,36 @@ def alarm_line(tags: CabinetTags, alarm: Alarm, step: str, at: datetime) -> str:
     )
 
 
-def readiness_line(
-    tags: CabinetTags, ready: bool, reasons: tuple[AlarmType, ...], at: datetime
-) -> str:
+def readiness_line(tags: CabinetTags, cabinet: Cabinet, state: Readiness, at: datetime) -> str:
     """The ``readiness`` point of one cabinet at ``at``."""
-    listed = ",".join(reason.value for reason in reasons)
+    listed = ",".join(reason.value for reason in state.reasons)
     return (
-        f"readiness{tags.section} ready={int(ready)}i,"
-        f"reasons={escape_string_field(listed)} {timestamp_ns(at)}"
+        f"readiness{tags.section} ready={int(state.ready)}i,"
+        f"reasons={escape_string_field(listed)},state={escape_string_field(state.state.value)},"
+        f"latitude={float(cabinet.latitude)!r},longitude={float(cabinet.longitude)!r} "
+        f"{timestamp_ns(at)}"
+    )
+
+
+def district_readiness_line(district: DistrictReadiness, at: datetime) -> str:
+    """The ``district_readiness`` point of one district at ``at`` (``readiness_pct`` left
+    out while the district has no cabinets: there is no fraction to plot)."""
+    fields = [
+        f"name={escape_string_field(district.name)}",
+        f"cabinets={district.cabinets}i",
+        f"ready={district.ready}i",
+    ]
+    if district.readiness_pct is not None:
+        fields.append(f"readiness_pct={float(district.readiness_pct)!r}")
+    fields += [
+        f"open_alarms={district.open_alarms}i",
+        f"population={district.population}i",
+        f"aeds_per_100k={float(district.aeds_per_100k)!r}",
+        f"target_per_100k={float(district.target_per_100k)!r}",
+    ]
+    return (
+        f"district_readiness,region={tag_value(district.region_code)} "
+        f"{','.join(fields)} {timestamp_ns(at)}"
     )
 
 

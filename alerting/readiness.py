@@ -8,13 +8,18 @@ within date, the battery is above the model's minimum, the temperature is within
 storage range, the door is closed (or has been open less than the inspection allowance)
 and a used AED has had its post-use check. Advance notices (expiring consumables, an
 inspection due, a tamper, power on backup) are alarms but leave the AED usable.
+
+A cabinet's *state* (:func:`cabinet_state`) says in one word what dashboards and the fleet
+report colour it by: ``ready``, ``in_use`` (its AED is out: a rescue, or a theft),
+``offline`` (nothing known of it now), else ``not_ready``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Self
+from enum import StrEnum
+from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
@@ -40,6 +45,35 @@ class Readiness(_Value):
     ready: bool
     reasons: tuple[AlarmType, ...] = ()
     since: UtcTimestamp | None = None
+
+    @property
+    def state(self) -> CabinetState:
+        return cabinet_state(self.ready, self.reasons)
+
+
+class CabinetState(StrEnum):
+    READY = "ready"
+    NOT_READY = "not_ready"
+    OFFLINE = "offline"
+    IN_USE = "in_use"
+
+
+# The AED is away from its cabinet; this wins over offline, because the last thing known
+# (the AED was taken) is what a coordinator must act on, and a cabinet whose AED is out
+# may well lose its connection meanwhile (a door left open in the rain, a rescue crowd).
+_IN_USE: Final = frozenset({AlarmType.AED_REMOVED, AlarmType.AED_NOT_RETURNED})
+
+
+def cabinet_state(ready: bool, reasons: Iterable[AlarmType]) -> CabinetState:
+    """The one-word state of a cabinet whose readiness is ``ready`` for ``reasons``."""
+    if ready:
+        return CabinetState.READY
+    held = frozenset(reasons)
+    if held & _IN_USE:
+        return CabinetState.IN_USE
+    if AlarmType.OFFLINE in held:
+        return CabinetState.OFFLINE
+    return CabinetState.NOT_READY
 
 
 def readiness(cabinet_id: str, conditions: Sequence[Condition]) -> Readiness:

@@ -15,6 +15,7 @@ from aedfleet.registry import (
     AccessMode,
     Assignment,
     Cabinet,
+    District,
     Language,
     Person,
     Registry,
@@ -449,7 +450,23 @@ def registries(draw: st.DrawFn) -> Registry:
                 assignments.append(
                     Assignment(cabinet_id=cabinet_id, person_id=chosen[-1], role=Role.COORDINATOR)
                 )
-    return Registry(cabinets=tuple(cabinets), people=tuple(people), assignments=tuple(assignments))
+    districts = tuple(
+        District(
+            region_code=region_code,
+            name=draw(_text(40, min_size=1)),
+            population=draw(st.integers(1, 30_000_000)),
+            target_per_100k=draw(
+                st.none() | st.floats(0.01, 1000, allow_nan=False, allow_infinity=False)
+            ),
+        )
+        for region_code in draw(st.lists(_ids, unique=True, max_size=3))
+    )
+    return Registry(
+        cabinets=tuple(cabinets),
+        people=tuple(people),
+        assignments=tuple(assignments),
+        districts=districts,
+    )
 
 
 _round_trip = settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])

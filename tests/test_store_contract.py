@@ -23,6 +23,7 @@ from aedfleet.registry import (
     AccessMode,
     Assignment,
     Cabinet,
+    District,
     Language,
     Person,
     Registry,
@@ -269,6 +270,30 @@ def test_the_registry_revision_moves_with_every_change_to_the_registry(
     revisions.append(store.registry_revision())
 
     assert revisions == sorted(set(revisions)), revisions
+
+
+def test_districts_are_stored_replaced_and_move_the_revision(store: StateStore) -> None:
+    longhua = District(region_code="440309", name="龙华区", population=2_528_872)
+    futian = District(region_code="440304", name="福田区", population=1_553_225, target_per_100k=40)
+    store.apply_registry(registry())
+    before = store.registry_revision()
+
+    store.apply_registry(Registry(districts=(longhua, futian)))
+    after_add = store.registry_revision()
+    grown = longhua.model_copy(update={"population": 2_600_000, "target_per_100k": 35.5})
+    store.apply_registry(Registry(districts=(grown,)))
+
+    loaded = store.load_registry()
+    assert loaded.districts == (futian, grown)
+    assert loaded.cabinets == by_key(registry()).cabinets
+    assert before < after_add < store.registry_revision()
+
+
+def test_a_batch_repeating_a_district_is_refused(store: StateStore) -> None:
+    longhua = District(region_code="440309", name="龙华区", population=1)
+    with pytest.raises(StoreError, match="repeats the districts '440309'"):
+        store.apply_registry(Registry(districts=(longhua, longhua)))
+    assert store.load_registry() == Registry()
 
 
 def test_the_registry_revision_stays_while_only_twins_change(store: StateStore) -> None:

@@ -30,8 +30,8 @@ from aedfleet.db import sqlite_records, sqlite_twins
 from aedfleet.db.base import DatabaseStore, open_migrated
 from aedfleet.db.engine import DEFAULT_TIMEOUT_S
 from aedfleet.db.errors import StoreError
-from aedfleet.db.tables import assignments, cabinets, people, registry_revision, twins
-from aedfleet.registry import Assignment, Cabinet, Person, Registry, Role
+from aedfleet.db.tables import assignments, cabinets, districts, people, registry_revision, twins
+from aedfleet.registry import Assignment, Cabinet, District, Person, Registry, Role
 from aedfleet.twin import EMPTY_TWIN_VALUES, Twin, TwinValues, fold
 
 __all__ = ["StateStore", "StoreError"]
@@ -161,7 +161,7 @@ class StateStore(DatabaseStore):
             return int(connection.execute(select(registry_revision.c.revision)).scalar_one())
 
     def load_registry(self) -> Registry:
-        """Every cabinet, person and assignment, ordered by key."""
+        """Every cabinet, person, assignment and district, ordered by key."""
         with self._reading("load the registry") as connection:
             found_cabinets = self._cabinets(connection)
             people_rows = connection.execute(
@@ -174,7 +174,18 @@ class StateStore(DatabaseStore):
                 )
             )
             found_assignments = tuple(_model(Assignment, row._asdict()) for row in assignment_rows)
-        return Registry(cabinets=found_cabinets, people=found_people, assignments=found_assignments)
+            district_rows = connection.execute(
+                select(districts).order_by(
+                    *_in_code_point_order(connection, districts.c.region_code)
+                )
+            )
+            found_districts = tuple(_model(District, row._asdict()) for row in district_rows)
+        return Registry(
+            cabinets=found_cabinets,
+            people=found_people,
+            assignments=found_assignments,
+            districts=found_districts,
+        )
 
     def apply_registry(self, upserts: Registry) -> None:
         """Insert or update exactly the given records, all in one transaction or none.
@@ -189,6 +200,7 @@ class StateStore(DatabaseStore):
                 (cabinets, upserts.cabinets),
                 (people, upserts.people),
                 (assignments, upserts.assignments),
+                (districts, upserts.districts),
             ):
                 if not records:
                     continue
@@ -400,6 +412,7 @@ def _check_unique(upserts: Registry) -> None:
         ("cabinets", [c.cabinet_id for c in upserts.cabinets]),
         ("people", [p.person_id for p in upserts.people]),
         ("assignments", [(a.cabinet_id, a.person_id, a.role.value) for a in upserts.assignments]),
+        ("districts", [d.region_code for d in upserts.districts]),
     ]
     for what, ids in keys:
         repeated = _duplicates(ids)

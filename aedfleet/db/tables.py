@@ -127,6 +127,18 @@ assignments = Table(
     Column("rank", Integer, nullable=False),
 )
 
+districts = Table(
+    "districts",
+    metadata,
+    Column("region_code", String(ENUM_LENGTH), primary_key=True),
+    Column("name", String, nullable=False),
+    Column("population", BigInteger, nullable=False),
+    Column("target_per_100k", Float),
+    CheckConstraint("population > 0", name="ck_districts_population_positive"),
+)
+"""Population per district. No foreign key from ``cabinets.region_code``: a cabinet may
+name a district the registry does not (yet) describe."""
+
 registry_revision = Table(
     "registry_revision",
     metadata,
@@ -134,7 +146,7 @@ registry_revision = Table(
     Column("revision", BigInteger, nullable=False),
     CheckConstraint("id = 1", name="ck_registry_revision_one_row"),
 )
-"""One row whose revision triggers move on every change to the three tables above."""
+"""One row whose revision triggers move on every change to the four tables above."""
 
 
 def _stamp(section: str, boot_column: str | None = None) -> list[Column[object]]:

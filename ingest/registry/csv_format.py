@@ -1,13 +1,14 @@
-"""The registry as CSV: one file of cabinets, one file of people.
+"""The registry as CSV: one file of cabinets, one of people, one of districts.
 
-Both are UTF-8 (a byte order mark, as Excel writes, is accepted), comma separated, with a
+All are UTF-8 (a byte order mark, as Excel writes, is accepted), comma separated, with a
 header row naming the columns; column order is free. A file is a *cabinets* file when its
-header has ``cabinet_id`` and a *people* file when it has ``person_id`` but no
-``cabinet_id``.
+header has ``cabinet_id``, a *people* file when it has ``person_id`` but no
+``cabinet_id``, and a *districts* file when it has ``region_code`` but neither.
 
 Cabinets: the :class:`~aedfleet.registry.Cabinet` fields, plus ``captain`` and
 ``coordinator`` (one person id each) and ``backups`` (person ids separated by ``;`` in
 the order they are called). People: the :class:`~aedfleet.registry.Person` fields.
+Districts: the :class:`~aedfleet.registry.District` fields.
 
 An empty cell means "not given": the field's default, or a missing value when the field
 is required. Dates are ``YYYY-MM-DD``. The columns are described in ``docs/registry.md``.
@@ -21,18 +22,21 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Final, TextIO
 
-from aedfleet.registry import Person, Registry
+from aedfleet.registry import District, Person, Registry
 from ingest.registry.errors import RegistryError, RowProblem, Source
 from ingest.registry.records import (
     BACKUP_SEPARATOR,
     CABINET_COLUMNS,
+    DISTRICT_COLUMNS,
     PERSON_COLUMNS,
     REQUIRED_CABINET_COLUMNS,
+    REQUIRED_DISTRICT_COLUMNS,
     REQUIRED_PERSON_COLUMNS,
     ParsedFile,
     Progress,
     RegistryBuilder,
     cabinet_rows,
+    district_rows,
     person_rows,
     to_text,
 )
@@ -41,12 +45,18 @@ from ingest.registry.records import (
 class CsvKind(StrEnum):
     CABINETS = "cabinets"
     PEOPLE = "people"
+    DISTRICTS = "districts"
 
 
-_COLUMNS: Final = {CsvKind.CABINETS: CABINET_COLUMNS, CsvKind.PEOPLE: PERSON_COLUMNS}
+_COLUMNS: Final = {
+    CsvKind.CABINETS: CABINET_COLUMNS,
+    CsvKind.PEOPLE: PERSON_COLUMNS,
+    CsvKind.DISTRICTS: DISTRICT_COLUMNS,
+}
 _REQUIRED: Final = {
     CsvKind.CABINETS: REQUIRED_CABINET_COLUMNS,
     CsvKind.PEOPLE: REQUIRED_PERSON_COLUMNS,
+    CsvKind.DISTRICTS: REQUIRED_DISTRICT_COLUMNS,
 }
 
 
@@ -56,11 +66,13 @@ def kind_of(header: Sequence[str]) -> CsvKind | None:
         return CsvKind.CABINETS
     if "person_id" in header:
         return CsvKind.PEOPLE
+    if "region_code" in header:
+        return CsvKind.DISTRICTS
     return None
 
 
 def parse_csv(text: str, name: str, on_progress: Progress | None = None) -> ParsedFile:
-    """Parse the text of a cabinets or people CSV named ``name`` (used in problems).
+    """Parse the text of a cabinets, people or districts CSV named ``name`` (used in problems).
 
     Every bad row is in the result's ``problems`` with the line it starts on; a file
     that cannot be read as a registry CSV at all (no or a bad header) raises
@@ -79,7 +91,11 @@ def parse_csv(text: str, name: str, on_progress: Progress | None = None) -> Pars
     if kind is None:
         raise RegistryError(builder.problems)
     known = set(_COLUMNS[kind])
-    add = builder.add_cabinet_row if kind is CsvKind.CABINETS else builder.add_person_row
+    add = {
+        CsvKind.CABINETS: builder.add_cabinet_row,
+        CsvKind.PEOPLE: builder.add_person_row,
+        CsvKind.DISTRICTS: builder.add_district_row,
+    }[kind]
     width = len(header)
     unnamed = [index for index, column in enumerate(header) if not column]
     start = reader.line_num + 1
@@ -114,7 +130,8 @@ def _check_header(header: list[str], name: str, builder: RegistryBuilder) -> Csv
         builder.report(
             where,
             "cannot tell what this CSV holds: a cabinets file needs a cabinet_id column, "
-            f"a people file a person_id column (header: {', '.join(header)})",
+            "a people file a person_id column, a districts file a region_code column "
+            f"(header: {', '.join(header)})",
         )
         return None
     columns = _COLUMNS[kind]
@@ -149,3 +166,10 @@ def write_people_csv(people: Iterable[Person], stream: TextIO) -> None:
     writer.writerow(PERSON_COLUMNS)
     for row in person_rows(people):
         writer.writerow([to_text(row[column]) for column in PERSON_COLUMNS])
+
+
+def write_districts_csv(districts: Iterable[District], stream: TextIO) -> None:
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(DISTRICT_COLUMNS)
+    for row in district_rows(districts):
+        writer.writerow([to_text(row[column]) for column in DISTRICT_COLUMNS])

@@ -5,7 +5,8 @@ Import semantics (also in ``docs/registry.md``):
 * **Upsert, never delete.** A record in the file is added when its key is new and
   replaces the stored record when it differs. Records absent from the file are left
   alone: an import cannot remove a cabinet, a person or an assignment.
-* **Keys.** Cabinets by ``cabinet_id``, people by ``person_id``, assignments by
+* **Keys.** Cabinets by ``cabinet_id``, people by ``person_id``, districts by
+  ``region_code``, assignments by
   ``(cabinet_id, person_id, role)`` as the state store keys them; ``rank`` is a value, so
   reordering backups changes their assignments, while naming a new captain adds an
   assignment and leaves the previous captain's in place.
@@ -34,8 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-from aedfleet.registry import Assignment, Cabinet, Person, Registry
-from ingest.registry.csv_format import parse_csv, write_cabinets_csv, write_people_csv
+from aedfleet.registry import Assignment, Cabinet, District, Person, Registry
+from ingest.registry.csv_format import (
+    parse_csv,
+    write_cabinets_csv,
+    write_districts_csv,
+    write_people_csv,
+)
 from ingest.registry.errors import RegistryError, RowProblem, Source
 from ingest.registry.osm import parse_geojson
 from ingest.registry.records import Origin, ParsedFile, Progress, RegistryBuilder, column_of
@@ -63,8 +69,9 @@ _PARSERS: Final[Mapping[str, _Parser]] = {
     ".json": parse_geojson,
 }
 PEOPLE_SUFFIX: Final = ".people.csv"
+DISTRICTS_SUFFIX: Final = ".districts.csv"
 
-_R = TypeVar("_R", Cabinet, Person, Assignment)
+_R = TypeVar("_R", Cabinet, Person, Assignment, District)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +89,23 @@ class ImportPlan:
     cabinets: Counts
     people: Counts
     assignments: Counts
+    districts: Counts = Counts()
 
     @property
     def added(self) -> int:
-        return self.cabinets.added + self.people.added + self.assignments.added
+        return sum(counts.added for counts in self._all)
 
     @property
     def changed(self) -> int:
-        return self.cabinets.changed + self.people.changed + self.assignments.changed
+        return sum(counts.changed for counts in self._all)
 
     @property
     def unchanged(self) -> int:
-        return self.cabinets.unchanged + self.people.unchanged + self.assignments.unchanged
+        return sum(counts.unchanged for counts in self._all)
+
+    @property
+    def _all(self) -> tuple[Counts, ...]:
+        return (self.cabinets, self.people, self.assignments, self.districts)
 
     @property
     def is_empty(self) -> bool:
@@ -212,12 +224,14 @@ def _plan(existing: Registry, parsed: ParsedFile) -> ImportPlan:
     assignment_upserts, assignment_counts = _diff(
         existing.assignments, incoming.assignments, _assignment_key
     )
+    district_upserts, district_counts = _diff(existing.districts, incoming.districts, _district_key)
     upserts = Registry.model_construct(
         cabinets=tuple(cabinet_upserts),
         people=tuple(person_upserts),
         assignments=tuple(assignment_upserts),
+        districts=tuple(district_upserts),
     )
-    return ImportPlan(upserts, cabinet_counts, person_counts, assignment_counts)
+    return ImportPlan(upserts, cabinet_counts, person_counts, assignment_counts, district_counts)
 
 
 @contextmanager
@@ -252,6 +266,10 @@ def _person_key(person: Person) -> str:
     return person.person_id
 
 
+def _district_key(district: District) -> str:
+    return district.region_code
+
+
 def _assignment_key(assignment: Assignment) -> Hashable:
     """The state store's primary key of an assignment; ``rank`` is a value."""
     return (assignment.cabinet_id, assignment.person_id, assignment.role)
@@ -284,6 +302,7 @@ def _duplicates(registry: Registry) -> list[RowProblem]:
         ("cabinet", [_cabinet_key(cabinet) for cabinet in registry.cabinets]),
         ("person", [_person_key(person) for person in registry.people]),
         ("assignment", [_assignment_key(assignment) for assignment in registry.assignments]),
+        ("district", [_district_key(district) for district in registry.districts]),
     ):
         seen: set[Hashable] = set()
         for item in keys:
@@ -298,7 +317,8 @@ def write_registry_file(registry: Registry, path: Path) -> tuple[Path, ...]:
 
     ``.yaml``/``.yml`` write one document. ``.csv`` writes the cabinets (with their
     people columns) to ``path`` and, when there are people, the people to a sibling
-    ``<stem>.people.csv``; import both together with :func:`read_registry_files`.
+    ``<stem>.people.csv``, and when there are districts, those to ``<stem>.districts.csv``;
+    import them together with :func:`read_registry_files`.
     """
     suffix = path.suffix.lower()
     if suffix in {".yaml", ".yml"}:
@@ -308,13 +328,20 @@ def write_registry_file(registry: Registry, path: Path) -> tuple[Path, ...]:
         cabinets = io.StringIO()
         write_cabinets_csv(registry, cabinets)
         _write(path, cabinets.getvalue())
-        if not registry.people:
-            return (path,)
-        people_path = path.with_name(path.stem + PEOPLE_SUFFIX)
-        people = io.StringIO()
-        write_people_csv(registry.people, people)
-        _write(people_path, people.getvalue())
-        return (path, people_path)
+        written = [path]
+        if registry.people:
+            people_path = path.with_name(path.stem + PEOPLE_SUFFIX)
+            people = io.StringIO()
+            write_people_csv(registry.people, people)
+            _write(people_path, people.getvalue())
+            written.append(people_path)
+        if registry.districts:
+            districts_path = path.with_name(path.stem + DISTRICTS_SUFFIX)
+            districts = io.StringIO()
+            write_districts_csv(registry.districts, districts)
+            _write(districts_path, districts.getvalue())
+            written.append(districts_path)
+        return tuple(written)
     raise RegistryError([RowProblem(None, path.name, "can export only to .csv, .yaml or .yml")])
 
 

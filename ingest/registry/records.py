@@ -1,6 +1,6 @@
 """Rows to records and back: the mapping the text formats (CSV, YAML) share.
 
-A *row* is what one line of a cabinets or people CSV, or one item of a YAML list, holds:
+A *row* is what one line of a cabinets, people or districts CSV, or one item of a YAML list, holds:
 field names to text. Empty text means "not given" (the model's default, or missing when
 the field is required). A cabinet row also names the people who look after it in
 ``captain``, ``backups`` (rank order) and ``coordinator``; those become
@@ -24,11 +24,13 @@ from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from aedfleet.registry import Assignment, Cabinet, Person, PersonId, Registry, Role
+from aedfleet.registry import Assignment, Cabinet, District, Person, PersonId, Registry, Role
 from ingest.registry.errors import RegistryError, RowProblem, Source
 
 CABINET_FIELDS: Final = tuple(Cabinet.model_fields)
 PERSON_FIELDS: Final = tuple(Person.model_fields)
+DISTRICT_FIELDS: Final = tuple(District.model_fields)
+DISTRICT_COLUMNS: Final = DISTRICT_FIELDS
 ASSIGNMENT_COLUMNS: Final = ("captain", "backups", "coordinator")
 CABINET_COLUMNS: Final = (*CABINET_FIELDS, *ASSIGNMENT_COLUMNS)
 PERSON_COLUMNS: Final = PERSON_FIELDS
@@ -37,6 +39,9 @@ REQUIRED_CABINET_COLUMNS: Final = tuple(
 )
 REQUIRED_PERSON_COLUMNS: Final = tuple(
     name for name, info in Person.model_fields.items() if info.is_required()
+)
+REQUIRED_DISTRICT_COLUMNS: Final = tuple(
+    name for name, info in District.model_fields.items() if info.is_required()
 )
 BACKUP_SEPARATOR: Final = ";"
 PROGRESS_EVERY: Final = 1000
@@ -63,6 +68,7 @@ class Origin:
 
     cabinets: Mapping[str, Source] = field(default_factory=dict)
     people: Mapping[str, Source] = field(default_factory=dict)
+    districts: Mapping[str, Source] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,8 +132,10 @@ class RegistryBuilder:
         self._cabinets: list[Cabinet] = []
         self._people: list[Person] = []
         self._assignments: list[Assignment] = []
+        self._districts: list[District] = []
         self._cabinet_sources: dict[str, Source] = {}
         self._person_sources: dict[str, Source] = {}
+        self._district_sources: dict[str, Source] = {}
         self._refused_people: set[str] = set()
         self._on_progress = on_progress
         self._rows = 0
@@ -165,6 +173,24 @@ class RegistryBuilder:
         elif isinstance(person_id := values.get("person_id"), str):
             self._refused_people.add(person_id.strip())
 
+    def add_district_row(self, row: Row, where: Source) -> None:
+        values = {name: value for name, value in row.items() if value and not _blank(value)}
+        if not self._check_keys(values, DISTRICT_FIELDS, where):
+            return
+        district = self._validate(District, values, where)
+        if district is not None:
+            self.add_district(district, where)
+
+    def add_district(self, district: District, where: Source) -> None:
+        first = self._district_sources.get(district.region_code)
+        if first is not None:
+            self.report(
+                where, f"duplicate district region_code {district.region_code!r}, first at {first}"
+            )
+            return
+        self._district_sources[district.region_code] = where
+        self._districts.append(district)
+
     def add_cabinet(self, cabinet: Cabinet, where: Source) -> None:
         first = self._cabinet_sources.get(cabinet.cabinet_id)
         if first is not None:
@@ -187,6 +213,9 @@ class RegistryBuilder:
             self.add_cabinet(cabinet, parsed.origin.cabinets.get(cabinet.cabinet_id, Source("?")))
         for person in parsed.registry.people:
             self.add_person(person, parsed.origin.people.get(person.person_id, Source("?")))
+        for district in parsed.registry.districts:
+            where = parsed.origin.districts.get(district.region_code, Source("?"))
+            self.add_district(district, where)
         self._assignments.extend(parsed.registry.assignments)
         self.skipped += parsed.skipped
         self.problems.extend(parsed.problems)
@@ -200,10 +229,11 @@ class RegistryBuilder:
             cabinets=tuple(self._cabinets),
             people=tuple(self._people),
             assignments=tuple(self._assignments),
+            districts=tuple(self._districts),
         )
         return ParsedFile(
             registry,
-            Origin(self._cabinet_sources, self._person_sources),
+            Origin(self._cabinet_sources, self._person_sources, self._district_sources),
             self.skipped,
             tuple(self.problems),
             frozenset(self._refused_people),
@@ -323,6 +353,11 @@ def cabinet_rows(registry: Registry) -> Iterator[dict[str, Any]]:
 def person_rows(people: Iterable[Person]) -> Iterator[dict[str, Any]]:
     for person in people:
         yield dict(person)
+
+
+def district_rows(districts: Iterable[District]) -> Iterator[dict[str, Any]]:
+    for district in districts:
+        yield dict(district)
 
 
 def _rank(assignment: Assignment) -> int:

@@ -14,6 +14,10 @@
       - person_id: p-zhang
         name: 张伟
         phone: "13800138000"
+    districts:
+      - region_code: "440309"
+        name: 龙华区
+        population: 2528872
 
 Items carry the same fields as the CSV columns (``backups`` is a list, or a ``;``
 separated string). Every scalar is read as text, exactly as a CSV cell, so ``0755`` stays
@@ -30,14 +34,14 @@ from typing import Any, Final
 
 import yaml
 
-from aedfleet.registry import Cabinet, Person, Registry
+from aedfleet.registry import Cabinet, District, Person, Registry
 from ingest.registry.errors import RegistryError, RowProblem, Source
 from ingest.registry.records import ParsedFile, Progress, RegistryBuilder, cabinet_rows
 
 _Loader: Final[type[Any]] = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 _Dumper: Final[type[Any]] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _NULLS: Final = frozenset({"", "~", "null", "Null", "NULL"})
-_SECTIONS: Final = ("cabinets", "people")
+_SECTIONS: Final = ("cabinets", "people", "districts")
 
 
 def parse_yaml(text: str, name: str, on_progress: Progress | None = None) -> ParsedFile:
@@ -57,15 +61,23 @@ def parse_yaml(text: str, name: str, on_progress: Progress | None = None) -> Par
         return builder.build()
     if not isinstance(root, yaml.MappingNode):
         raise RegistryError(
-            [RowProblem(_line(root), name, "expected a mapping with 'cabinets' and 'people'")]
+            [
+                RowProblem(
+                    _line(root), name, "expected a mapping with 'cabinets', 'people', 'districts'"
+                )
+            ]
         )
     for key_node, value_node in root.value:
         section = key_node.value
         where = Source(name, _line(key_node))
         if section not in _SECTIONS:
-            builder.report(where, f"unknown section {section!r} (known: cabinets, people)")
+            builder.report(where, f"unknown section {section!r} (known: {', '.join(_SECTIONS)})")
             continue
-        add = builder.add_cabinet_row if section == "cabinets" else builder.add_person_row
+        add = {
+            "cabinets": builder.add_cabinet_row,
+            "people": builder.add_person_row,
+            "districts": builder.add_district_row,
+        }[section]
         for item, item_where in _items(value_node, name, section, builder):
             builder.tick()
             add(item, item_where)
@@ -134,13 +146,17 @@ def dump_yaml(registry: Registry) -> str:
         "cabinets": cabinets,
         "people": [_plain(dict(person), Person) for person in registry.people],
     }
+    if registry.districts:
+        document["districts"] = [
+            _plain(dict(district), District) for district in registry.districts
+        ]
     text: str = yaml.dump(
         document, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=2**16
     )
     return text
 
 
-def _plain(row: dict[str, Any], model: type[Cabinet | Person]) -> dict[str, Any]:
+def _plain(row: dict[str, Any], model: type[Cabinet | Person | District]) -> dict[str, Any]:
     item: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         value = row[name]
