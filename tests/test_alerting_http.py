@@ -831,43 +831,61 @@ def _person_free(html: str, *ids: str) -> None:
     assert 'File "' not in html
 
 
+ERROR_PAGES = {
+    # case: method, status, title in Chinese, title in English
+    "expired link": ("GET", 403, "链接已过期", "Link expired"),
+    "forged link": ("POST", 403, "链接无效", "This link is not valid"),
+    "no such page": ("GET", 404, "页面不存在", "Page not found"),
+    "wrong method on a link": ("PUT", 405, "无法这样打开此页面", "Not available this way"),
+    "wrong method elsewhere": ("DELETE", 405, "无法这样打开此页面", "Not available this way"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_PAGES))
 async def test_error_pages_speak_the_readers_language_keep_the_status_and_name_nothing(
-    served: Served,
+    served: Served, case: str
 ) -> None:
     alarm_id = raised_alarm(served)
     good = served.link(LinkAction.ACKNOWLEDGE, alarm_id)
     raw = _decoded(_token(good))
-    forged = served.url("/l/" + _encoded(raw[:-1] + bytes([raw[-1] ^ 0x01])))
-    expired = served.signer.make(
-        LinkAction.ACKNOWLEDGE, alarm_id, CAPTAIN, T0 - served.rig.settings.links.ttl
-    )
-    unknown = served.link(LinkAction.ACKNOWLEDGE, 999)
-    cases = [
-        ("GET", expired, 403, "链接已过期", "Link expired"),
-        ("POST", forged, 403, "链接无效", "This link is not valid"),
-        ("GET", served.url("/nowhere"), 404, "页面不存在", "Page not found"),
-        ("PUT", good, 405, "无法这样打开此页面", "Not available this way"),
-        ("DELETE", served.url("/healthz"), 405, "无法这样打开此页面", "Not available this way"),
-    ]
-    for method, url, status, chinese, english in cases:
-        for accept, title in (("zh-CN,zh;q=0.9", chinese), ("en-GB,en;q=0.8", english)):
-            async with served.client.request(
-                method, url, headers={"Accept-Language": accept}
-            ) as response:
-                assert response.status == status, (method, url)
-                assert response.content_type == "text/html"
-                if status == 405:
-                    assert response.headers["Allow"]
-                html = await response.text()
-            assert f"<h1>{title}</h1>" in html, (method, url, accept)
-            _person_free(html, CAPTAIN, CABINET, f"Station hall {CABINET}", _token(url))
+    url = {
+        "expired link": served.signer.make(
+            LinkAction.ACKNOWLEDGE, alarm_id, CAPTAIN, T0 - served.rig.settings.links.ttl
+        ),
+        "forged link": served.url("/l/" + _encoded(raw[:-1] + bytes([raw[-1] ^ 0x01]))),
+        "no such page": served.url("/nowhere"),
+        "wrong method on a link": good,
+        "wrong method elsewhere": served.url("/healthz"),
+    }[case]
+    method, status, chinese, english = ERROR_PAGES[case]
+    for accept, title in (("zh-CN,zh;q=0.9", chinese), ("en-GB,en;q=0.8", english)):
+        async with served.client.request(
+            method, url, headers={"Accept-Language": accept}
+        ) as response:
+            assert response.status == status
+            assert response.content_type == "text/html"
+            if status == 405:
+                assert response.headers["Allow"]
+            html = await response.text()
+        assert f"<h1>{title}</h1>" in html, accept
+        _person_free(html, CAPTAIN, CABINET, f"Station hall {CABINET}", _token(url))
     assert state_of(served, alarm_id) is AlarmState.RAISED
 
-    # A link that verifies names its person, whose language the page then speaks.
-    status, html = await served.page("GET", unknown)
-    assert status == 404
-    assert "<h1>Alarm not found</h1>" in html
-    _person_free(html, CAPTAIN, "999")
+
+async def test_a_link_to_an_unknown_alarm_is_a_404_page_in_its_persons_language(
+    served: Served,
+) -> None:
+    # The link verifies, so it names its person, whose language the page speaks.
+    for method in ("GET", "POST"):
+        async with served.client.request(
+            method,
+            served.link(LinkAction.ACKNOWLEDGE, 999),
+            headers={"Accept-Language": "zh-CN"},
+        ) as response:
+            assert response.status == 404
+            html = await response.text()
+        assert "<h1>Alarm not found</h1>" in html
+        _person_free(html, CAPTAIN, "999")
 
 
 async def test_a_failure_is_a_500_page_without_a_traceback(
