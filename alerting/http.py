@@ -312,7 +312,7 @@ class AlertingHttp:
         except _FormError as exc:
             person = self._engine.person(claim.person_id)
             language = person.language if person else page_language(_accepted(request))
-            html = error_page(ErrorPage.BAD_FORM, language, self._zone, field=exc.field)
+            html = error_page(ErrorPage.BAD_FORM, language, field=exc.field)
             return _html(html, 400)
         except TransitionRefusedError:
             pass  # resolved meanwhile: the page shows the alarm as it now is
@@ -328,7 +328,7 @@ class AlertingHttp:
         if claim.alarm_id is not None:
             alarm = await self._call(self._engine.alarm, claim.alarm_id)
             if alarm is None:
-                return _html(error_page(ErrorPage.UNKNOWN_ALARM, language, self._zone), 404)
+                return _html(error_page(ErrorPage.UNKNOWN_ALARM, language), 404)
             cabinet = self._engine.cabinet(alarm.cabinet_id)
             zones = await self._call(self._engine.time_zones, [alarm.cabinet_id])
             zone = ZoneInfo(zones[alarm.cabinet_id]) if alarm.cabinet_id in zones else self._zone
@@ -354,21 +354,19 @@ class AlertingHttp:
             return _html(html)
         cabinet = self._engine.cabinet(claim.cabinet_id or "")
         if cabinet is None:
-            return _html(error_page(ErrorPage.UNKNOWN_CABINET, language, self._zone), 404)
-        zones = await self._call(self._engine.time_zones, [cabinet.cabinet_id])
+            return _html(error_page(ErrorPage.UNKNOWN_CABINET, language), 404)
         html = inspection_page(
             cabinet,
             person_name=person.name if person else claim.person_id,
             recorded=pressed,
             language=language,
-            zone=ZoneInfo(zones[cabinet.cabinet_id]) if cabinet.cabinet_id in zones else self._zone,
             map_url_template=self._map_url_template,
         )
         return _html(html)
 
     def _error(self, request: web.Request, problem: ErrorPage, status: int) -> web.Response:
         """An error page for a reader the service does not know: in their browser's language."""
-        return _html(error_page(problem, page_language(_accepted(request)), self._zone), status)
+        return _html(error_page(problem, page_language(_accepted(request))), status)
 
     # -- API -----------------------------------------------------------------------------
 

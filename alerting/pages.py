@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -132,14 +133,15 @@ _METRES_PER_DEGREE_LAT: Final = 110_574.0
 _METRES_PER_DEGREE_LON_AT_EQUATOR: Final = 111_320.0
 _GRID_DEGREES: Final = 0.001  # about 110 m north-south
 _SCALE_METRES: Final = 100
+_MAX_GRID_LINES: Final = 20
 
 
 @dataclass(frozen=True)
 class GridLine:
-    """One graticule line across the map, at ``degrees`` of latitude or longitude."""
+    """One graticule line across the map: a meridian or a parallel."""
 
     position: float  # px from the left (a meridian) or from the top (a parallel)
-    label: str
+    label: str  # its latitude or longitude, "22.543°N"
 
 
 @dataclass(frozen=True)
@@ -171,27 +173,26 @@ def static_map(cabinet: Cabinet, map_url_template: str = DEFAULT_MAP_URL_TEMPLAT
     y_per_degree = _METRES_PER_DEGREE_LAT / _METRES_PER_PX
     centre_x, centre_y = _WIDTH / 2, _HEIGHT / 2
 
-    def lines(centre: float, per_degree: float, span_px: float, axis: str) -> list[GridLine]:
+    def lines(centre: float, per_degree: float, span_px: float) -> list[tuple[float, float]]:
+        """(offset from the centre in px, degrees) of each round line in the span."""
         half = span_px / 2 / per_degree
         first = math.ceil((centre - half) / _GRID_DEGREES)
         last = math.floor((centre + half) / _GRID_DEGREES)
-        found = []
-        for step in range(first, last + 1):
-            degrees = step * _GRID_DEGREES
-            offset = (degrees - centre) * per_degree
-            hemisphere = (
-                ("N" if degrees >= 0 else "S") if axis == "lat" else ("E" if degrees >= 0 else "W")
-            )
-            found.append(GridLine(offset, f"{abs(degrees):.3f}°{hemisphere}"))
-        return found
+        if last - first > _MAX_GRID_LINES:  # near a pole the meridians crowd together
+            return []
+        return [
+            ((step * _GRID_DEGREES - centre) * per_degree, step * _GRID_DEGREES)
+            for step in range(first, last + 1)
+        ]
 
     meridians = tuple(
-        GridLine(centre_x + line.position, line.label)
-        for line in lines(lon, x_per_degree, _WIDTH, "lon")
+        GridLine(centre_x + offset, _degrees((degrees + 180) % 360 - 180, "E", "W"))
+        for offset, degrees in lines(lon, x_per_degree, _WIDTH)
     )
     parallels = tuple(
-        GridLine(centre_y - line.position, line.label)
-        for line in lines(lat, y_per_degree, _HEIGHT, "lat")
+        GridLine(centre_y - offset, _degrees(degrees, "N", "S"))
+        for offset, degrees in lines(lat, y_per_degree, _HEIGHT)
+        if abs(degrees) <= 90  # nothing beyond the pole
     )
     return MapView(
         width=_WIDTH,
@@ -209,11 +210,15 @@ def static_map(cabinet: Cabinet, map_url_template: str = DEFAULT_MAP_URL_TEMPLAT
     )
 
 
+def _degrees(value: float, positive: str, negative: str) -> str:
+    return f"{abs(value):.3f}°{positive if value >= 0 else negative}"
+
+
 # -- pages --------------------------------------------------------------------------------------
 
 
-def _render(name: str, language: Language, zone: ZoneInfo, **values: Any) -> str:
-    return _templates.get_template(f"web/{name}").render(lang=language.value, zone=zone, **values)
+def _render(name: str, language: Language, **values: Any) -> str:
+    return _templates.get_template(f"web/{name}").render(lang=language.value, **values)
 
 
 def _cabinet_values(
@@ -247,13 +252,13 @@ def alarm_page(
     def name(who: str | None) -> str:
         return "" if who is None else names.get(who, who)
 
-    def when(moment: Any) -> str:
+    def when(moment: datetime | None) -> str:
         return "" if moment is None else local_time(moment, zone.key)
 
     return _render(
         "alarm.html.j2",
         language,
-        zone,
+        zone=zone,
         alarm=alarm,
         action=action.value,
         outcome=outcome(alarm, action, person_id, pressed=pressed).value,
@@ -276,22 +281,20 @@ def inspection_page(
     person_name: str,
     recorded: bool,
     language: Language,
-    zone: ZoneInfo,
     map_url_template: str = DEFAULT_MAP_URL_TEMPLATE,
 ) -> str:
     """The checklist an inspection link opens, or what it recorded (``recorded``)."""
     return _render(
         "inspect.html.j2",
         language,
-        zone,
         done=recorded,
         person=person_name,
         **_cabinet_values(cabinet, language, map_url_template),
     )
 
 
-def error_page(problem: ErrorPage, language: Language, zone: ZoneInfo, field: str = "") -> str:
+def error_page(problem: ErrorPage, language: Language, field: str = "") -> str:
     """A page that says what went wrong and what to do, naming no alarm, cabinet or
     person: whoever sees it may not be the one the link was for. ``field``: the form
     field a :attr:`ErrorPage.BAD_FORM` refused."""
-    return _render("error.html.j2", language, zone, problem=problem.value, field=field)
+    return _render("error.html.j2", language, problem=problem.value, field=field)

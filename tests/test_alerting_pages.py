@@ -120,7 +120,7 @@ def test_the_page_says_where_the_cabinet_is_and_how_to_get_at_it() -> None:
 
 def test_the_page_loads_nothing_from_anywhere() -> None:
     html = page(alarm()) + inspection_page(
-        CABINET, person_name="张敏", recorded=False, language=Language.ZH, zone=SHANGHAI
+        CABINET, person_name="张敏", recorded=False, language=Language.ZH
     )
     assert not re.search(r"<(script|link|img|iframe|object|embed)\b", html)
     assert not re.search(r"\bsrc=|url\(|@import", html)
@@ -143,6 +143,13 @@ def test_the_pin_sits_on_the_cabinets_coordinates_among_the_graticule() -> None:
     south_west = static_map(CABINET.model_copy(update={"latitude": -33.9, "longitude": -70.6}))
     assert any(line.label.endswith("°S") for line in south_west.parallels)
     assert any(line.label.endswith("°W") for line in south_west.meridians)
+    # At a pole the meridians would crowd into a solid block: none are drawn.
+    pole = static_map(CABINET.model_copy(update={"latitude": 90.0}))
+    assert pole.meridians == ()
+    assert max(line.label for line in pole.parallels) == "90.000°N"
+    # Across the antimeridian the labels stay within 180°.
+    date_line = static_map(CABINET.model_copy(update={"longitude": 179.9999}))
+    assert {"179.999°E", "180.000°W"} <= {line.label for line in date_line.meridians}
 
 
 def test_names_stand_for_ids_and_times_are_the_cabinets() -> None:
@@ -214,9 +221,7 @@ def test_the_checklist_shows_the_registered_dates_and_leaves_the_fields_empty() 
     dated = CABINET.model_copy(
         update={"pads_expiry": datetime(2027, 5, 1).date(), "battery_expiry": None}
     )
-    html = inspection_page(
-        dated, person_name="张敏", recorded=False, language=Language.ZH, zone=SHANGHAI
-    )
+    html = inspection_page(dated, person_name="张敏", recorded=False, language=Language.ZH)
     assert text_of(html, "pads-expiry") == "登记的电极片有效期：2027-05-01"
     assert text_of(html, "battery-expiry") == "登记的电池有效期：未登记"
     for field in ("pads_expiry", "battery_expiry"):
@@ -230,7 +235,7 @@ def test_the_checklist_shows_the_registered_dates_and_leaves_the_fields_empty() 
 def test_every_error_page_has_words_in_every_language(
     problem: ErrorPage, language: Language
 ) -> None:
-    html = error_page(problem, language, SHANGHAI)
+    html = error_page(problem, language)
     assert f'lang="{"zh-CN" if language is Language.ZH else "en"}"' in html
     assert text_of(html, "problem")
     assert text_of(html, "todo")
@@ -245,7 +250,7 @@ def test_every_link_failure_has_its_error_page() -> None:
 
 
 def test_a_refused_form_field_is_named_in_the_readers_words() -> None:
-    html = error_page(ErrorPage.BAD_FORM, Language.ZH, SHANGHAI, field="battery_expiry")
+    html = error_page(ErrorPage.BAD_FORM, Language.ZH, field="battery_expiry")
     assert text_of(html, "field") == "新的电池有效期（见电池标签）"
     assert text_of(html, "reason") == "bad_form: battery_expiry"
 
