@@ -3,7 +3,10 @@
 Links (``/l/{token}``, see :mod:`alerting.links`): opening one shows a small page in the
 person's language that says which alarm or cabinet it is about and offers one button;
 only the button's POST acts. Mail and chat scanners fetch every link they see, and a
-GET that acknowledged would silence an alarm on behalf of nobody.
+GET that acknowledged would silence an alarm on behalf of nobody. What the pages say is
+:mod:`alerting.pages`; outside ``/api/``, every error (a bad link, an unknown address, a
+wrong method, a failure) is a page in the reader's language with its HTTP status, and
+no traceback or id.
 
 API (``/api/v1/...``, a bearer token of ``http.api_tokens``; off when none is set): a
 ``read`` token may GET, a ``write`` token may also POST and DELETE (403 otherwise);
@@ -34,24 +37,31 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import date
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime
 from typing import Annotated, Any, Final, ParamSpec, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-import jinja2
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from aedfleet.clock import Clock
 from aedfleet.contract import CabinetId
-from aedfleet.registry import Language
 from aedfleet.service import listen_failure
 from alerting.config import ApiScope, ApiToken, HttpSettings
 from alerting.engine import AlertingEngine
 from alerting.links import LinkAction, LinkClaim, LinkError, LinkSigner
 from alerting.model import AlarmState, Inspection, Via
-from alerting.phrasing import phrase_detail
+from alerting.pages import (
+    CONTENT_SECURITY_POLICY,
+    ErrorPage,
+    alarm_page,
+    error_page,
+    inspection_page,
+    page_language,
+    paged_people,
+)
+from alerting.render import DEFAULT_MAP_URL_TEMPLATE
 from alerting.silences import SilenceError, SilenceLimits, SilenceRequest, accept
 from alerting.store import AlarmNotFoundError, AlarmStore, AlarmStoreError, TransitionRefusedError
 
@@ -66,14 +76,6 @@ MAX_LIST_LIMIT: Final = 10_000
 MAX_ID: Final = 2**31 - 1
 # How much of a bad parameter's value an error repeats.
 _ECHOED: Final = 100
-
-_templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("alerting", "templates/web"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 
 class StoreCall(Protocol):
@@ -184,6 +186,7 @@ class AlertingHttp:
         silence_limits: SilenceLimits,
         clock: Clock,
         time_zone: str = "Asia/Shanghai",
+        map_url_template: str = DEFAULT_MAP_URL_TEMPLATE,
     ) -> None:
         self.settings = settings
         self.port: int | None = None
@@ -194,13 +197,14 @@ class AlertingHttp:
         self._limits = silence_limits
         self._clock = clock
         self._zone = ZoneInfo(time_zone)
+        self._map_url_template = map_url_template
         self._clients = tuple(
             (client.token.get_secret_value().encode(), client) for client in settings.api_tokens
         )
         self._runner: web.AppRunner | None = None
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._error_pages])
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/l/{token}", self._open_link)
         app.router.add_post("/l/{token}", self._follow_link)
@@ -243,6 +247,36 @@ class AlertingHttp:
 
     # -- links ---------------------------------------------------------------------------
 
+    @web.middleware
+    async def _error_pages(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """HTTP errors outside the API as pages in the reader's language, their status
+        kept; a failure logged by its route, never its path, which may be a signed link."""
+        if request.path.startswith("/api/"):
+            return await handler(request)  # the API answers in JSON itself
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            problem = {
+                404: ErrorPage.NOT_FOUND,
+                405: ErrorPage.METHOD_NOT_ALLOWED,
+            }.get(exc.status, ErrorPage.BAD_REQUEST)
+            response = self._error(request, problem, exc.status)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+        except Exception:
+            route = request.match_info.route.resource
+            log.exception(
+                "alerting HTTP: %s %s failed",
+                request.method,
+                route.canonical if route else "an unknown route",
+            )
+            return self._error(request, ErrorPage.SERVER_ERROR, 500)
+
     def _claim(self, request: web.Request) -> LinkClaim:
         return self._signer.verify(request.match_info["token"], self._clock.now())
 
@@ -250,14 +284,14 @@ class AlertingHttp:
         try:
             claim = self._claim(request)
         except LinkError as exc:
-            return self._page("invalid.html.j2", Language.ZH, status=403, reason=exc.reason.value)
-        return await self._link_page(claim, done=None)
+            return self._error(request, ErrorPage(exc.reason.value), 403)
+        return await self._link_page(request, claim, pressed=False)
 
     async def _follow_link(self, request: web.Request) -> web.Response:
         try:
             claim = self._claim(request)
         except LinkError as exc:
-            return self._page("invalid.html.j2", Language.ZH, status=403, reason=exc.reason.value)
+            return self._error(request, ErrorPage(exc.reason.value), 403)
         now = self._clock.now()
         try:
             if claim.action is LinkAction.ACKNOWLEDGE and claim.alarm_id is not None:
@@ -271,69 +305,68 @@ class AlertingHttp:
             elif (
                 claim.cabinet_id is not None and self._engine.cabinet(claim.cabinet_id) is not None
             ):
-                form = await request.post()
-                inspection = Inspection(
-                    cabinet_id=claim.cabinet_id,
-                    person_id=claim.person_id,
-                    at=now,
-                    ready_light_ok="ready_light_ok" in form,
-                    pads_expiry=_date_field(form.get("pads_expiry")),
-                    battery_expiry=_date_field(form.get("battery_expiry")),
-                    cabinet_intact_and_clean="cabinet_intact_and_clean" in form,
-                    alarm_works="alarm_works" in form,
-                    note=str(form.get("note") or "")[:500],
-                    photo_url=str(form.get("photo_url")) if form.get("photo_url") else None,
+                inspection = _inspection(
+                    claim.cabinet_id, claim.person_id, now, await request.post()
                 )
                 await self._call(self._engine.record_inspection, inspection, now)
-        except (ValidationError, ValueError) as exc:
-            return self._page("invalid.html.j2", Language.ZH, status=400, reason=_first_error(exc))
+        except _FormError as exc:
+            person = self._engine.person(claim.person_id)
+            language = person.language if person else page_language(_accepted(request))
+            html = error_page(ErrorPage.BAD_FORM, language, field=exc.field)
+            return _html(html, 400)
         except TransitionRefusedError:
             pass  # resolved meanwhile: the page shows the alarm as it now is
         except AlarmNotFoundError:
             pass  # not in this store (a restored database): the page says it is unknown
-        return await self._link_page(claim, done=claim.action)
+        return await self._link_page(request, claim, pressed=True)
 
-    async def _link_page(self, claim: LinkClaim, done: LinkAction | None) -> web.Response:
+    async def _link_page(
+        self, request: web.Request, claim: LinkClaim, *, pressed: bool
+    ) -> web.Response:
         person = self._engine.person(claim.person_id)
-        language = person.language if person else Language.ZH
+        language = person.language if person else page_language(_accepted(request))
         if claim.alarm_id is not None:
             alarm = await self._call(self._engine.alarm, claim.alarm_id)
             if alarm is None:
-                return self._page("invalid.html.j2", language, status=404, reason="unknown_alarm")
+                return _html(error_page(ErrorPage.UNKNOWN_ALARM, language), 404)
             cabinet = self._engine.cabinet(alarm.cabinet_id)
             zones = await self._call(self._engine.time_zones, [alarm.cabinet_id])
             zone = ZoneInfo(zones[alarm.cabinet_id]) if alarm.cabinet_id in zones else self._zone
-            return self._page(
-                "alarm.html.j2",
-                language,
-                zone=zone,
-                alarm=alarm,
-                detail=phrase_detail(alarm.detail, language, zone.key),
+            paged = paged_people(await self._call(self._alarms.notifications, alarm.alarm_id))
+            mentioned = {claim.person_id, *paged, alarm.acknowledged_by, alarm.resolved_by}
+            names = {
+                who: known.name
+                for who in mentioned
+                if who is not None and (known := self._engine.person(who)) is not None
+            }
+            html = alarm_page(
+                alarm,
+                action=claim.action,
+                person_id=claim.person_id,
+                pressed=pressed,
                 cabinet=cabinet,
-                action=claim.action.value,
-                done=done is not None,
-                acted=alarm.state is not AlarmState.RAISED,
+                language=language,
+                zone=zone,
+                names=names,
+                paged=paged,
+                map_url_template=self._map_url_template,
             )
+            return _html(html)
         cabinet = self._engine.cabinet(claim.cabinet_id or "")
         if cabinet is None:
-            return self._page("invalid.html.j2", language, status=404, reason="unknown_cabinet")
-        return self._page(
-            "inspect.html.j2", language, cabinet=cabinet, done=done is not None, person=person
+            return _html(error_page(ErrorPage.UNKNOWN_CABINET, language), 404)
+        html = inspection_page(
+            cabinet,
+            person_name=person.name if person else claim.person_id,
+            recorded=pressed,
+            language=language,
+            map_url_template=self._map_url_template,
         )
+        return _html(html)
 
-    def _page(
-        self,
-        name: str,
-        language: Language,
-        status: int = 200,
-        zone: ZoneInfo | None = None,
-        **values: Any,
-    ) -> web.Response:
-        """``zone``: the cabinet's, for a page about one; else the configured one."""
-        html = _templates.get_template(name).render(
-            lang=language.value, zone=zone or self._zone, **values
-        )
-        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    def _error(self, request: web.Request, problem: ErrorPage, status: int) -> web.Response:
+        """An error page for a reader the service does not know: in their browser's language."""
+        return _html(error_page(problem, page_language(_accepted(request))), status)
 
     # -- API -----------------------------------------------------------------------------
 
@@ -496,10 +529,57 @@ class AlertingHttp:
         return await self._api(request, work, _Query)
 
 
-def _date_field(value: object) -> date | None:
-    if not value:
-        return None
-    return date.fromisoformat(str(value))
+class _FormError(ValueError):
+    """A checklist field the service cannot take as sent."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def _inspection(
+    cabinet_id: str, person_id: str, at: datetime, form: Mapping[str, object]
+) -> Inspection:
+    """The checklist as an inspection: a ticked box is there, an empty date unchanged."""
+
+    def day(field: str) -> date | None:
+        value = form.get(field)
+        if not value:
+            return None
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise _FormError(field) from None
+
+    try:
+        return Inspection(
+            cabinet_id=cabinet_id,
+            person_id=person_id,
+            at=at,
+            ready_light_ok="ready_light_ok" in form,
+            pads_expiry=day("pads_expiry"),
+            battery_expiry=day("battery_expiry"),
+            cabinet_intact_and_clean="cabinet_intact_and_clean" in form,
+            alarm_works="alarm_works" in form,
+            note=str(form.get("note") or "")[:500],
+            photo_url=str(form.get("photo_url")) if form.get("photo_url") else None,
+        )
+    except ValidationError as exc:
+        raise _FormError(str(exc.errors()[0]["loc"][0])) from None
+
+
+def _accepted(request: web.Request) -> str:
+    return request.headers.get("Accept-Language", "")
+
+
+def _html(html: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=html,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-store"},
+    )
 
 
 def _first_error(error: Exception) -> str:

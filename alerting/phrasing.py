@@ -9,11 +9,12 @@ from a folder of their own and one detail must read the same in both.
 """
 
 # Chinese text is written with full-width punctuation on purpose.
-# ruff: noqa: RUF001
+# ruff: noqa: RUF001, RUF002
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Final
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 from aedfleet.registry import Language
 from alerting.model import AlarmDetail, DetailKey
 
-__all__ = ["duration", "local_time", "phrase_detail"]
+__all__ = ["duration", "local_time", "phrase_detail", "phrase_hours"]
 
 _TIME_FORMAT: Final = "%Y-%m-%d %H:%M"
 _MINUTE: Final = 60
@@ -156,6 +157,72 @@ def phrase_detail(detail: AlarmDetail | None, language: Language, time_zone: str
             codes=_CODE_SEPARATOR[language].join(detail.codes)
         )
     return text
+
+
+# OpenStreetMap opening_hours (https://wiki.openstreetmap.org/wiki/Key:opening_hours): the
+# common rules a registry holds ("24/7", "Mo-Fr 08:00-18:00; Sa 09:00-12:00", "PH off").
+_DAY_CODES: Final = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+_WEEKDAY: Final = r"(?:Mo|Tu|We|Th|Fr|Sa|Su|PH)"
+_SPAN: Final = r"\d\d:\d\d-\d\d:\d\d"
+_RULE: Final = re.compile(
+    rf"(?:(?P<days>{_WEEKDAY}(?:-{_WEEKDAY})?(?:,{_WEEKDAY}(?:-{_WEEKDAY})?)*)\s+)?"
+    rf"(?P<times>{_SPAN}(?:,{_SPAN})*|off|closed)"
+)
+_DAY_NAMES: Final = {
+    Language.ZH: dict(
+        zip(
+            (*_DAY_CODES, "PH"),
+            ("周一", "周二", "周三", "周四", "周五", "周六", "周日", "节假日"),
+            strict=True,
+        )
+    ),
+    Language.EN: dict(
+        zip(
+            (*_DAY_CODES, "PH"),
+            ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "public holidays"),
+            strict=True,
+        )
+    ),
+}
+_HOURS_WORDS: Final = {
+    # always, every day, a range of days, between days, between rules, closed
+    Language.ZH: ("全天 24 小时开放", "每天", "{}至{}", "、", "；", "不开放"),
+    Language.EN: ("open 24 hours, every day", "daily", "{}–{}", ", ", "; ", "closed"),
+}
+
+
+def phrase_hours(hours: str, language: Language) -> str:
+    """A cabinet's ``availability_hours`` (OpenStreetMap ``opening_hours``) in words:
+    ``Mo-Fr 08:00-18:00; PH off`` is "周一至周五 08:00–18:00；节假日 不开放". Syntax
+    beyond day and time ranges (months, weeks, sunrise) is shown as written."""
+    always, daily, day_range, and_day, between, closed = _HOURS_WORDS[language]
+    text = hours.strip()
+    if text == "24/7":
+        return always
+    names = _DAY_NAMES[language]
+    phrased = []
+    for rule in (part.strip() for part in text.split(";")):
+        match = _RULE.fullmatch(rule)
+        if match is None:
+            return text
+        days = match["days"]
+        if days in {None, "Mo-Su"}:
+            said_days = daily
+        else:
+            said_days = and_day.join(
+                day_range.format(*(names[d] for d in group.split("-")))
+                if "-" in group
+                else names[group]
+                for group in days.split(",")
+            )
+        times = match["times"]
+        said_times = (
+            closed
+            if times in {"off", "closed"}
+            else and_day.join(span.replace("-", "–") for span in times.split(","))
+        )
+        phrased.append(f"{said_days} {said_times}")
+    return between.join(phrased)
 
 
 def duration(span: timedelta, language: Language) -> str:

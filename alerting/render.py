@@ -8,7 +8,8 @@ Templates live in ``alerting/templates/{language}/``, one folder per
 :class:`~aedfleet.registry.Language`, each with the same files:
 
 - ``words.j2``: the phrase book (per alarm type: a title, what is wrong in plain words
-  a school janitor understands, and what to do; severities, roles, access modes);
+  a school janitor understands, and what to do; severities, roles, access modes), which
+  the captain's web pages (:mod:`alerting.pages`) import as well;
 - ``subject.j2``: one line for every kind of notice;
 - ``alarm.*.j2`` for pages and reminders (one alarm or several grouped together),
   ``resolved.*.j2`` for resolution notices, ``digest.*.j2`` for the daily round-up;

@@ -130,6 +130,7 @@ class AlertingService:
                     silence_limits=settings.silences,
                     clock=self.clock,
                     time_zone=settings.notify.render.time_zone,
+                    map_url_template=settings.notify.render.map_url_template,
                 )
             )
             self.http_port = http.port

@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import aiohttp
 import pytest
+import sqlalchemy
 from pydantic import SecretStr
 
 from aedfleet_testing.brokers import free_port
@@ -726,3 +727,221 @@ async def test_a_link_to_an_alarm_or_cabinet_that_is_not_there_is_not_found(
             assert status == 404, (method, link)
             assert not offers_the_button(html)
     assert served.rig.alarms.inspections.last(["cab-9999"]) == {}
+
+
+# -- the captain's page ------------------------------------------------------------------------
+
+
+async def test_the_alarm_page_shows_the_map_what_to_do_and_names_and_loads_nothing_else(
+    served: Served,
+) -> None:
+    alarm_id = raised_alarm(served)
+    async with served.client.get(served.link(LinkAction.ACKNOWLEDGE, alarm_id)) as response:
+        assert response.status == 200
+        html = await response.text()
+        policy = response.headers["Content-Security-Policy"]
+        assert response.headers["Cache-Control"] == "no-store"
+    # The browser is told to load nothing: no script, no tile, no font, no frame.
+    assert "default-src 'none'" in policy
+    assert "script-src" not in policy
+    assert 'id="map" viewBox=' in html
+    assert 'data-lat="22.500000" data-lon="114.000000"' in html
+    assert 'href="geo:22.500000,114.000000"' in html
+    assert 'id="guidance"' in html
+    assert "What to do" in html
+    assert "Access: the cabinet opens freely" in html
+    assert "Open: open 24 hours, every day" in html
+    # People by name: the paged captain, and the reader the link is for.
+    assert f"Paged: Person {CAPTAIN}" in html
+    assert f"For: Person {CAPTAIN}" in html
+    assert CAPTAIN not in html.replace(f"Person {CAPTAIN}", "")
+
+
+async def test_an_acknowledgement_is_shown_with_the_name_and_the_cabinets_time(
+    served: Served,
+) -> None:
+    alarm_id = raised_alarm(served)
+    served.clock.at = T0 + 2 * MINUTE
+    status, html = await served.page("POST", served.link(LinkAction.ACKNOWLEDGE, alarm_id))
+    assert status == 200
+    assert "Recorded, thank you." in html
+    # 10:02 in Shanghai (the rules' default zone: this cabinet never named its own).
+    assert f"Acknowledged by Person {CAPTAIN}, 2025-03-03 10:02" in html
+
+    # The backup, paged later, sees who took it and is offered nothing to acknowledge.
+    for method in ("GET", "POST"):
+        status, html = await served.page(
+            method, served.link(LinkAction.ACKNOWLEDGE, alarm_id, BACKUP)
+        )
+        assert status == 200
+        assert f"Person {CAPTAIN} has already acknowledged this alarm" in html
+        assert not offers_the_button(html)
+    acknowledged = served.rig.alarms.alarm(alarm_id)
+    assert acknowledged is not None
+    assert acknowledged.acknowledged_by == CAPTAIN
+
+
+async def test_an_ack_on_a_resolved_alarm_gives_a_clear_page_saying_who_resolved_it(
+    served: Served,
+) -> None:
+    alarm_id = raised_alarm(served)
+    served.clock.at = T0 + 5 * MINUTE
+    status, _ = await served.api("POST", f"/api/v1/alarms/{alarm_id}/resolve", {"by": "desk"})
+    assert status == 200
+    link = served.link(LinkAction.ACKNOWLEDGE, alarm_id)
+    for method in ("GET", "POST"):
+        status, html = await served.page(method, link)
+        assert status == 200, method
+        assert "State: Resolved" in html
+        assert "Resolved by ops/desk, 2025-03-03 10:05" in html
+        assert "This alarm is resolved; nothing more to do." in html
+        assert not offers_the_button(html)
+        assert "<form" not in html
+    assert state_of(served, alarm_id) is AlarmState.RESOLVED
+
+
+async def test_the_checklist_leaves_the_dates_empty_and_shows_the_registered_ones(
+    served: Served,
+) -> None:
+    link = served.link(LinkAction.RECORD_INSPECTION, INSPECTED)
+    status, html = await served.page("GET", link)
+    assert status == 200
+    pads, battery = TODAY + timedelta(days=400), TODAY + timedelta(days=500)
+    assert f"Registered pads expiry: {pads.isoformat()}" in html
+    assert f"Registered battery expiry: {battery.isoformat()}" in html
+    for field in ("pads_expiry", "battery_expiry"):
+        [date_input] = re.findall(rf'<input type="date" name="{field}"[^>]*>', html)
+        assert "value" not in date_input
+    form = html.split("<form", 1)[1].split("</form>", 1)[0]
+    assert pads.isoformat() not in form
+    assert battery.isoformat() not in form
+
+    # The service still checks what comes back, and names the field in the reader's words.
+    status, html = await served.page("POST", link, battery_expiry="31/12/2030")
+    assert status == 400
+    assert "New battery expiry date" in html
+    assert "31/12/2030" not in html
+    assert served.rig.alarms.inspections.last([INSPECTED]) == {}
+
+
+def _person_free(html: str, *ids: str) -> None:
+    for known in ids:
+        assert known not in html, known
+    assert "Traceback" not in html
+    assert 'File "' not in html
+
+
+ERROR_PAGES = {
+    # case: method, status, title in Chinese, title in English
+    "expired link": ("GET", 403, "链接已过期", "Link expired"),
+    "forged link": ("POST", 403, "链接无效", "This link is not valid"),
+    "no such page": ("GET", 404, "页面不存在", "Page not found"),
+    "wrong method on a link": ("PUT", 405, "无法这样打开此页面", "Not available this way"),
+    "wrong method elsewhere": ("DELETE", 405, "无法这样打开此页面", "Not available this way"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_PAGES))
+async def test_error_pages_speak_the_readers_language_keep_the_status_and_name_nothing(
+    served: Served, case: str
+) -> None:
+    alarm_id = raised_alarm(served)
+    good = served.link(LinkAction.ACKNOWLEDGE, alarm_id)
+    raw = _decoded(_token(good))
+    url = {
+        "expired link": served.signer.make(
+            LinkAction.ACKNOWLEDGE, alarm_id, CAPTAIN, T0 - served.rig.settings.links.ttl
+        ),
+        "forged link": served.url("/l/" + _encoded(raw[:-1] + bytes([raw[-1] ^ 0x01]))),
+        "no such page": served.url("/nowhere"),
+        "wrong method on a link": good,
+        "wrong method elsewhere": served.url("/healthz"),
+    }[case]
+    method, status, chinese, english = ERROR_PAGES[case]
+    for accept, title in (("zh-CN,zh;q=0.9", chinese), ("en-GB,en;q=0.8", english)):
+        async with served.client.request(
+            method, url, headers={"Accept-Language": accept}
+        ) as response:
+            assert response.status == status
+            assert response.content_type == "text/html"
+            if status == 405:
+                assert response.headers["Allow"]
+            html = await response.text()
+        assert f"<h1>{title}</h1>" in html, accept
+        _person_free(html, CAPTAIN, CABINET, f"Station hall {CABINET}", _token(url))
+    assert state_of(served, alarm_id) is AlarmState.RAISED
+
+
+async def test_a_link_to_an_unknown_alarm_is_a_404_page_in_its_persons_language(
+    served: Served,
+) -> None:
+    # The link verifies, so it names its person, whose language the page speaks.
+    for method in ("GET", "POST"):
+        async with served.client.request(
+            method,
+            served.link(LinkAction.ACKNOWLEDGE, 999),
+            headers={"Accept-Language": "zh-CN"},
+        ) as response:
+            assert response.status == 404
+            html = await response.text()
+        assert "<h1>Alarm not found</h1>" in html
+        _person_free(html, CAPTAIN, "999")
+
+
+async def test_a_failure_is_a_500_page_without_a_traceback(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    alarm_id = raised_alarm(served)
+    link = served.link(LinkAction.ACKNOWLEDGE, alarm_id)
+    # The store loses its alarms table under the running service.
+    store = sqlalchemy.create_engine(served.rig.url)
+    try:
+        with store.begin() as connection:
+            connection.execute(sqlalchemy.text("ALTER TABLE alarms RENAME TO alarms_gone"))
+        for accept, title in (("zh-CN", "出错了"), ("en", "Something went wrong")):
+            async with served.client.get(link, headers={"Accept-Language": accept}) as response:
+                assert response.status == 500
+                assert response.content_type == "text/html"
+                html = await response.text()
+            assert f"<h1>{title}</h1>" in html
+            _person_free(html, CAPTAIN, CABINET, "alarms_gone", "sqlalchemy", _token(link))
+    finally:
+        with store.begin() as connection:
+            connection.execute(sqlalchemy.text("ALTER TABLE alarms_gone RENAME TO alarms"))
+        store.dispose()
+    # Logged by its route, not by the link it was opened with.
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert failures
+    assert all(_token(link) not in r.getMessage() for r in failures)
+    assert any("/l/{token}" in r.getMessage() for r in failures)
+
+
+async def test_a_link_cannot_be_turned_to_another_alarm_person_or_cabinet(
+    served: Served,
+) -> None:
+    """Only the link's own alarm (or cabinet), as its own person: another target or
+    person under the same signature grants nothing."""
+    alarm_id = raised_alarm(served)
+    other_alarm = failed_selftest(served.rig, Device(INSPECTED)).alarm_id
+    tag = _decoded(_token(served.link(LinkAction.ACKNOWLEDGE, alarm_id)))[-TAG_BYTES:]
+    inspect_tag = _decoded(_token(served.link(LinkAction.RECORD_INSPECTION, CABINET)))[-TAG_BYTES:]
+
+    def under(signature: bytes, action: LinkAction, target: int | str, person: str) -> str:
+        payload = _decoded(_token(served.link(action, target, person)))[:-TAG_BYTES]
+        return served.url("/l/" + _encoded(payload + signature))
+
+    turned = [
+        under(tag, LinkAction.ACKNOWLEDGE, other_alarm, CAPTAIN),
+        under(tag, LinkAction.ACKNOWLEDGE, alarm_id, BACKUP),
+        under(tag, LinkAction.RESOLVE, alarm_id, CAPTAIN),
+        under(inspect_tag, LinkAction.RECORD_INSPECTION, INSPECTED, CAPTAIN),
+        under(inspect_tag, LinkAction.RECORD_INSPECTION, CABINET, BACKUP),
+    ]
+    for link in turned:
+        for method in ("GET", "POST"):
+            status, html = await served.page(method, link, ready_light_ok="on")
+            assert status == 403, (method, link)
+            assert not offers_the_button(html)
+    for alarm in (alarm_id, other_alarm):
+        assert state_of(served, alarm) is AlarmState.RAISED
+    assert served.rig.alarms.inspections.last([CABINET, INSPECTED]) == {}

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from aedfleet.contract import SelftestKind
 from aedfleet.registry import Language
 from alerting.model import AlarmDetail, DetailKey
-from alerting.phrasing import duration, local_time, phrase_detail
+from alerting.phrasing import duration, local_time, phrase_detail, phrase_hours
 
 AT = datetime(2026, 12, 4, 8, 5, tzinfo=UTC)  # 16:05 in Shenzhen
 BEAT = datetime(2026, 12, 4, 7, 30, tzinfo=UTC)
@@ -181,3 +181,25 @@ def test_a_detail_round_trips_through_its_stored_json() -> None:
     assert AlarmDetail.model_validate_json(detail.model_dump_json(exclude_defaults=True)) == detail
     zero = AlarmDetail(key=DetailKey.BELOW_STORAGE_RANGE, low_c=0, high_c=0)
     assert AlarmDetail.model_validate_json(zero.model_dump_json(exclude_defaults=True)) == zero
+
+
+@pytest.mark.parametrize(
+    ("hours", "chinese", "english"),
+    [
+        ("24/7", "全天 24 小时开放", "open 24 hours, every day"),
+        ("Mo-Su 06:00-24:00", "每天 06:00–24:00", "daily 06:00–24:00"),
+        ("08:00-20:00", "每天 08:00–20:00", "daily 08:00–20:00"),
+        (
+            "Mo-Fr 08:00-18:00; Sa 09:00-12:00,14:00-17:00; PH off",
+            "周一至周五 08:00–18:00；周六 09:00–12:00、14:00–17:00；节假日 不开放",
+            "Mon–Fri 08:00–18:00; Sat 09:00–12:00, 14:00–17:00; public holidays closed",
+        ),
+        ("Mo,We-Fr 07:30-12:00", "周一、周三至周五 07:30–12:00", "Mon, Wed–Fri 07:30–12:00"),
+        # Beyond days and times: shown as the registry has it, in either language.
+        ("sunrise-sunset", "sunrise-sunset", "sunrise-sunset"),
+        ("Mo-Fr 08:00-18:00; Jan off", "Mo-Fr 08:00-18:00; Jan off", "Mo-Fr 08:00-18:00; Jan off"),
+    ],
+)
+def test_availability_hours_in_words(hours: str, chinese: str, english: str) -> None:
+    assert phrase_hours(hours, Language.ZH) == chinese
+    assert phrase_hours(hours, Language.EN) == english
