@@ -4,11 +4,17 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from aedfleet.mqtt import KeepAliveTicker
 from aedfleet_testing import tiers
 from aedfleet_testing.brokers import MosquittoBroker
-from tests.influx import fresh_influx_server, influx_database, influx_server  # noqa: F401 - fixtures# noqa: F401
+from tests.influx import fresh_influx_server, influx_database, influx_server  # noqa: F401 - fixtures
+
+# The machine is shared and its load varies: a property test's time proves nothing, so
+# neither a slow example (deadline) nor slow generation (too_slow) fails it.
+settings.register_profile("aedfleet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("aedfleet")
 
 
 # Before the mark plugin's own hook, which deselects by ``-m``.

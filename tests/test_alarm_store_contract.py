@@ -55,7 +55,9 @@ from tests.schema import metadata
 from tests.test_alarm_lifecycle import SOME_TYPES, STEPS, MemoryAlarms
 
 STORE_TEST = settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 POLICIES = EscalationPolicies()

@@ -469,7 +469,10 @@ def registries(draw: st.DrawFn) -> Registry:
     )
 
 
-_round_trip = settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_round_trip = settings(
+    max_examples=60,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @_round_trip

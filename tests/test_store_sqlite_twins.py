@@ -20,7 +20,9 @@ from aedfleet.twin import Twin, TwinValues
 from tests.test_twin import CABINET, fold, histories
 
 EVERY_SECTION = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 
